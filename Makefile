@@ -1,0 +1,38 @@
+# Two entry points: `make run` serves model_repository/ on localhost:8001, `make test` runs the suite.
+# Both build .venv with the pinned dependencies from pyproject.toml on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+
+.PHONY: run test lint protos examples bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/onnxserve serve --model-repository model_repository --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check server clients tests bench tools
+	$(BIN)/ruff format --check server clients tests bench tools
+
+# Regenerates server/grpc/generated/ from protos/ (a test checks the two agree).
+protos: $(STAMP)
+	$(BIN)/python tools/generate_protos.py
+
+# Rebuilds the example models in model_repository/ (needs scikit-learn and skl2onnx).
+examples: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	$(BIN)/python tools/build_example_models.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
