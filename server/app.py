@@ -1,0 +1,64 @@
+"""Builds the server from settings and runs it: start -> serve -> shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.dataplane import DataPlane
+from server.grpc.server import build_grpc_server
+from server.repository.manager import ModelRepositoryManager
+
+log = logging.getLogger("onnxserve")
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_repository: Path
+    host: str = "0.0.0.0"
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    max_message_bytes: int = 64 * 1024 * 1024
+    shutdown_timeout: float = 30.0
+
+
+class InferenceServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.manager = ModelRepositoryManager(settings.model_repository)
+        self.dataplane = DataPlane(self.manager)
+        self._grpc, self.grpc_port = build_grpc_server(
+            self.dataplane, settings.host, settings.grpc_port, settings.max_message_bytes
+        )
+
+    async def start(self) -> None:
+        # Listen first so liveness answers while models load; readiness follows the load.
+        await self._grpc.start()
+        log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
+        await self.manager.load_all()
+        self.dataplane.started = True
+        ready = sorted({m.name for m in self.manager.served_versions()})
+        log.info("ready: serving %d model(s): %s", len(ready), ", ".join(ready) or "none")
+
+    async def shutdown(self) -> None:
+        """Stop accepting -> finish in-flight and queued requests (bounded) -> release models."""
+        timeout = self.settings.shutdown_timeout
+        log.info("shutting down: finishing in-flight requests (up to %.0fs)", timeout)
+        self.dataplane.accepting = False
+        await self._grpc.stop(grace=timeout)
+        await self.manager.close(timeout)
+        log.info("shutdown complete")
+
+
+async def serve(settings: Settings) -> None:
+    server = InferenceServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    await server.shutdown()

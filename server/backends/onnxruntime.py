@@ -1,0 +1,187 @@
+"""ONNX Runtime: the only module that imports onnxruntime.
+
+Builds sessions from a model config (providers tried in order, unavailable ones skipped with a
+log line), reads the model's signature for config completion, warms instances up, and runs
+batches in the scheduler's worker threads (ORT releases the GIL while it computes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from server import datatypes
+from server.errors import ConfigError, InvalidArgumentError
+from server.model_config import (
+    ModelConfig,
+    ModelSignature,
+    SessionConfig,
+    TensorSignature,
+    Warmup,
+    WarmupInput,
+)
+
+log = logging.getLogger(__name__)
+
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_EXECUTION_MODES = {
+    "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+    "parallel": ort.ExecutionMode.ORT_PARALLEL,
+}
+_ARENA_STRATEGY = {"next_power_of_two": "0", "same_as_requested": "1"}
+
+
+class OrtInstance:
+    """One InferenceSession; the scheduler gives it one batch at a time."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self._run = session.run
+
+    def run(self, output_names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._run(list(output_names), feeds)
+
+
+def available_providers() -> list[str]:
+    return ort.get_available_providers()
+
+
+def choose_providers(config: ModelConfig, source: str) -> list[tuple[str, dict[str, str]]]:
+    """The configured providers that this onnxruntime build has, in order; CPU is always last."""
+    available = set(ort.get_available_providers())
+    chosen: list[tuple[str, dict[str, str]]] = []
+    for provider in config.execution_providers:
+        if provider.name in available:
+            chosen.append((provider.name, dict(provider.options)))
+        else:
+            log.warning(
+                "model '%s': execution provider %s is not available in this onnxruntime "
+                "(available: %s); skipping it",
+                config.name,
+                provider.name,
+                ", ".join(sorted(available)),
+            )
+    if not any(name == "CPUExecutionProvider" for name, _ in chosen):
+        chosen.append(("CPUExecutionProvider", {}))
+    return chosen
+
+
+def session_options(session: SessionConfig, instance_count: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    threads = session.intra_op_num_threads
+    if threads == 0:
+        # Instances run side by side: share the cores between them rather than oversubscribe.
+        threads = max(1, (os.cpu_count() or 1) // max(1, instance_count))
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = session.inter_op_num_threads
+    options.graph_optimization_level = _OPTIMIZATION_LEVELS[session.graph_optimization_level]
+    options.execution_mode = _EXECUTION_MODES[session.execution_mode]
+    options.enable_cpu_mem_arena = session.enable_cpu_mem_arena
+    options.enable_mem_pattern = session.enable_mem_pattern
+    options.log_severity_level = 3  # warnings from ORT's graph optimizer are noise to operators
+    return options
+
+
+def create_instances(
+    model_file: Path, config: ModelConfig, source: str
+) -> tuple[list[OrtInstance], list[str]]:
+    """Builds instance_group.count sessions; returns them and the providers ORT actually uses."""
+    providers = choose_providers(config, source)
+    names = [name for name, _ in providers]
+    opts = [_provider_options(name, o, config.session) for name, o in providers]
+    count = config.instance_group.count
+    options = session_options(config.session, count)
+    instances = []
+    try:
+        model_bytes = model_file.read_bytes()
+        for _ in range(count):
+            session = ort.InferenceSession(
+                model_bytes, sess_options=options, providers=names, provider_options=opts
+            )
+            instances.append(OrtInstance(session))
+    except OSError as error:
+        raise ConfigError(f"{model_file}: cannot read the model: {error.strerror}") from error
+    except Exception as error:  # ORT raises its own exception types for broken models
+        raise ConfigError(f"{model_file}: onnxruntime cannot load the model: {error}") from error
+    return instances, instances[0].session.get_providers()
+
+
+def _provider_options(name: str, options: dict[str, str], session: SessionConfig) -> dict[str, str]:
+    if name == "CUDAExecutionProvider" and "arena_extend_strategy" not in options:
+        return {**options, "arena_extend_strategy": _kname(session.arena_extend_strategy)}
+    return options
+
+
+def _kname(strategy: str) -> str:
+    return "kSameAsRequested" if strategy == "same_as_requested" else "kNextPowerOfTwo"
+
+
+def read_signature(instance: OrtInstance, source: str) -> ModelSignature:
+    session = instance.session
+    return ModelSignature(
+        inputs=tuple(_signature(arg, source) for arg in session.get_inputs()),
+        outputs=tuple(_signature(arg, source) for arg in session.get_outputs()),
+    )
+
+
+def _signature(arg: ort.NodeArg, source: str) -> TensorSignature:
+    datatype = datatypes.BY_ONNX.get(arg.type)
+    if datatype is None:
+        raise ConfigError(f"{source}: tensor '{arg.name}' has type {arg.type}, not servable")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (arg.shape or ()))
+    return TensorSignature(arg.name, datatype.name, shape)
+
+
+def prepare_inputs(config: ModelConfig, inputs: dict[str, np.ndarray]) -> None:
+    """ORT's Python binding takes string tensors as str objects: BYTES must be valid UTF-8."""
+    for name, array in inputs.items():
+        if array.dtype.kind != "O":
+            continue
+        try:
+            inputs[name] = np.array(
+                [b.decode("utf-8") if isinstance(b, bytes) else str(b) for b in array.ravel()],
+                dtype=object,
+            ).reshape(array.shape)
+        except UnicodeDecodeError as error:
+            raise InvalidArgumentError(
+                f"model '{config.name}': input '{name}': BYTES element is not valid UTF-8 "
+                f"({error.reason} at byte {error.start}); onnxruntime string tensors hold text"
+            ) from None
+
+
+def warm_up(instance: OrtInstance, config: ModelConfig) -> None:
+    """Runs the config's warm-up samples so the first real request is not slow."""
+    rng = np.random.default_rng(0)
+    output_names = [t.name for t in config.outputs]
+    for sample in config.model_warmup:
+        feeds = warmup_feeds(sample, config, rng)
+        for _ in range(sample.count):
+            instance.run(output_names, feeds)
+
+
+def warmup_feeds(
+    sample: Warmup, config: ModelConfig, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    specs = sample.inputs or tuple(WarmupInput(t.name, t.datatype, t.dims) for t in config.inputs)
+    feeds = {}
+    for spec in specs:
+        dims = tuple(1 if d == -1 else d for d in spec.dims)
+        shape = ((sample.batch_size,) if config.batched else ()) + dims
+        dtype = datatypes.BY_NAME[spec.datatype]
+        if dtype.name == "BYTES":
+            feeds[spec.name] = np.full(shape, "", dtype=object)
+        elif spec.fill == "random":
+            feeds[spec.name] = rng.random(shape).astype(dtype.numpy)
+        else:
+            feeds[spec.name] = np.zeros(shape, dtype=dtype.numpy)
+    return feeds

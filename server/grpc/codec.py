@@ -1,0 +1,206 @@
+"""Protobuf <-> numpy at the edge: decode a ModelInferRequest once, encode the outputs once.
+
+Every size a client claims is checked with Python integers against the bytes that actually came
+before anything is allocated from it, so a forged shape cannot reserve memory.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from server import datatypes
+from server.errors import InvalidArgumentError
+from server.grpc.generated import grpc_service_pb2 as pb
+from server.inference import InferenceRequest
+
+_LENGTH = struct.Struct("<I")
+_TYPED_FIELDS = frozenset(d.contents_field for d in datatypes.BY_NAME.values() if d.contents_field)
+
+
+def parse_infer_request(raw: bytes) -> pb.ModelInferRequest:
+    try:
+        return pb.ModelInferRequest.FromString(raw)
+    except Exception as error:  # DecodeError, or invalid UTF-8 in a string field
+        raise InvalidArgumentError(f"request is not a valid ModelInferRequest: {error}") from None
+
+
+def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
+    model = message.model_name
+    raw_contents = message.raw_input_contents
+    if raw_contents and len(raw_contents) != len(message.inputs):
+        raise InvalidArgumentError(
+            f"model '{model}': {len(raw_contents)} raw_input_contents for "
+            f"{len(message.inputs)} inputs; give one raw buffer per input, or none"
+        )
+    inputs: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(message.inputs):
+        name = tensor.name
+        if name in inputs:
+            raise InvalidArgumentError(f"model '{model}': input '{name}' is given twice")
+        raw = raw_contents[i] if raw_contents else None
+        inputs[name] = decode_tensor(model, tensor, raw)
+
+    requested = None
+    if message.outputs:
+        requested = tuple(o.name for o in message.outputs)
+        for o in message.outputs:
+            if "shared_memory_region" in o.parameters:
+                raise InvalidArgumentError(
+                    f"model '{model}': output '{o.name}': shared memory is not supported"
+                )
+    parameters = _parameters(message.parameters) if message.parameters else {}
+    return InferenceRequest(
+        model_name=model,
+        model_version=message.model_version,
+        inputs=inputs,
+        requested_outputs=requested,
+        id=message.id,
+        parameters=parameters,
+    )
+
+
+def decode_tensor(
+    model: str, tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
+) -> np.ndarray:
+    name = tensor.name
+    where = f"model '{model}': input '{name}'"
+    datatype = datatypes.BY_NAME.get(tensor.datatype)
+    if datatype is None:
+        raise InvalidArgumentError(
+            f"{where}: unknown datatype '{tensor.datatype}'; "
+            f"expected one of {', '.join(datatypes.NAMES)}"
+        )
+    shape = tuple(tensor.shape)
+    for d in shape:
+        if d < 0:
+            raise InvalidArgumentError(f"{where}: shape {list(shape)} has a negative dimension")
+    count = math.prod(shape)  # Python integers: no overflow, checked against the data below
+    if "shared_memory_region" in tensor.parameters:
+        raise InvalidArgumentError(f"{where}: shared memory is not supported")
+
+    if raw is not None:
+        if tensor.HasField("contents"):
+            raise InvalidArgumentError(f"{where}: both raw_input_contents and typed contents given")
+        if datatype.name == "BYTES":
+            return _decode_raw_bytes(where, raw, count, shape)
+        expected = count * datatype.itemsize
+        if len(raw) != expected:
+            raise InvalidArgumentError(
+                f"{where}: raw content is {len(raw)} bytes, expected {expected} "
+                f"for shape {list(shape)} of {datatype.name}"
+            )
+        return np.frombuffer(raw, dtype=datatype.numpy).reshape(shape)
+
+    field = datatype.contents_field
+    if field is None:
+        raise InvalidArgumentError(f"{where}: {datatype.name} must be sent in raw_input_contents")
+    contents = tensor.contents
+    present = [f.name for f, _ in contents.ListFields()]
+    for other in present:
+        if other != field:
+            raise InvalidArgumentError(
+                f"{where}: datatype {datatype.name} expects contents.{field}, got contents.{other}"
+            )
+    values = getattr(contents, field)
+    if len(values) != count:
+        raise InvalidArgumentError(
+            f"{where}: contents.{field} holds {len(values)} values, expected {count} "
+            f"for shape {list(shape)}"
+        )
+    if datatype.name == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    try:
+        return np.array(values, dtype=datatype.numpy).reshape(shape)
+    except OverflowError:
+        raise InvalidArgumentError(f"{where}: a value does not fit in {datatype.name}") from None
+
+
+def _decode_raw_bytes(where: str, raw: bytes, count: int, shape: tuple[int, ...]) -> np.ndarray:
+    # Each element needs at least its 4-byte length prefix: bound the count before allocating.
+    if count * 4 > len(raw):
+        raise InvalidArgumentError(
+            f"{where}: raw content of {len(raw)} bytes cannot hold {count} BYTES elements "
+            f"for shape {list(shape)}"
+        )
+    items = []
+    offset = 0
+    end = len(raw)
+    view = memoryview(raw)
+    for i in range(count):
+        if offset + 4 > end:
+            raise InvalidArgumentError(f"{where}: BYTES element {i}: length prefix is truncated")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > end:
+            raise InvalidArgumentError(
+                f"{where}: BYTES element {i}: length {length} overruns the {end}-byte buffer"
+            )
+        items.append(bytes(view[offset : offset + length]))
+        offset += length
+    if offset != end:
+        raise InvalidArgumentError(
+            f"{where}: {end - offset} trailing bytes after {count} BYTES elements"
+        )
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array.reshape(shape)
+
+
+def _parameters(params: Any) -> dict[str, Any]:
+    out = {}
+    for key, p in params.items():
+        kind = p.WhichOneof("parameter_choice")
+        out[key] = getattr(p, kind) if kind else None
+    return out
+
+
+def timeout_seconds(parameters: dict[str, Any], model: str) -> float | None:
+    """The `timeout` request parameter (microseconds), as Triton reads it."""
+    value = parameters.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(
+            f"model '{model}': parameter 'timeout' must be a non-negative integer of microseconds"
+        )
+    return value / 1e6 if value else None
+
+
+def encode_bytes(array: np.ndarray) -> bytes:
+    parts = []
+    for item in array.ravel():
+        data = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def encode_response(
+    model_name: str, model_version: str, request_id: str, outputs: dict[str, np.ndarray]
+) -> pb.ModelInferResponse:
+    tensors = []
+    raw = []
+    for name, array in outputs.items():
+        datatype = datatypes.from_numpy(array.dtype)
+        tensors.append(
+            pb.ModelInferResponse.InferOutputTensor(
+                name=name, datatype=datatype.name, shape=array.shape
+            )
+        )
+        if datatype.name == "BYTES":
+            raw.append(encode_bytes(array))
+        else:
+            raw.append(array.tobytes())
+    return pb.ModelInferResponse(
+        model_name=model_name,
+        model_version=model_version,
+        id=request_id,
+        outputs=tensors,
+        raw_output_contents=raw,
+    )

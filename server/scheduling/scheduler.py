@@ -1,0 +1,306 @@
+"""A model's queue and the loop that feeds its instances: the dynamic batcher.
+
+One asyncio task per model version takes queued requests in arrival order and hands each batch
+to a free instance, whose blocking run happens in a worker thread. Semantics follow Triton's
+dynamic batcher: a batch grows up to the target size while the *oldest* request has waited less
+than the max queue delay; with a delay of 0 whatever is queued goes as soon as an instance is
+free. Models without dynamic batching use the same loop with one request per execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+import numpy as np
+
+from server.errors import (
+    DeadlineExceededError,
+    InferenceServerError,
+    InternalError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from server.inference import InferenceRequest
+from server.scheduling.observer import ExecutionTimes, NullObserver, SchedulerObserver
+from server.scheduling.payload import merge_inputs, output_names_for, split_outputs
+from server.scheduling.pending import PendingRequest, RequestState
+from server.scheduling.policy import BatchPolicy
+
+log = logging.getLogger(__name__)
+
+QUEUED = RequestState.QUEUED
+
+
+class Instance(Protocol):
+    """One session that runs a whole batch; `run` blocks and is called from a worker thread."""
+
+    def run(
+        self, output_names: Sequence[str], feeds: dict[str, np.ndarray]
+    ) -> list[np.ndarray]: ...
+
+
+class Scheduler:
+    def __init__(
+        self,
+        model: str,
+        instances: Sequence[Instance],
+        policy: BatchPolicy,
+        input_names: Sequence[str],
+        output_names: Sequence[str],
+        batched: bool,
+        observer: SchedulerObserver | None = None,
+    ) -> None:
+        if not instances:
+            raise ValueError("a scheduler needs at least one instance")
+        self.model = model
+        self.policy = policy
+        self._input_names = tuple(input_names)
+        self._all_outputs = tuple(output_names)
+        self._batched = batched
+        self._observer = observer or NullObserver()
+        self._idle: list[Instance] = list(instances)
+        self._instance_count = len(instances)
+        self._executor = ThreadPoolExecutor(len(instances), thread_name_prefix=f"run-{model}")
+        self._queue: deque[PendingRequest] = deque()
+        self._queued = 0  # requests in state QUEUED; the queue may also hold dead entries
+        self._executing: set[asyncio.Task[None]] = set()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._closing = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- public -------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queued
+
+    @property
+    def executions_in_flight(self) -> int:
+        return len(self._executing)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_task = self._loop.create_task(self._run(), name=f"scheduler-{self.model}")
+
+    async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
+        """Queues a validated request and waits for its outputs."""
+        pending = self.enqueue(request)
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            self._cancel(pending)
+            raise
+
+    def enqueue(self, request: InferenceRequest) -> PendingRequest:
+        """Synchronous, so a caller that just looked the model up cannot race a model swap."""
+        if self._closing or self._loop is None:
+            raise UnavailableError(f"model '{self.model}' is not accepting requests")
+        policy = self.policy
+        if policy.max_queue_size and self._queued >= policy.max_queue_size:
+            raise ResourceExhaustedError(
+                f"model '{self.model}': queue is full ({policy.max_queue_size} requests waiting, "
+                f"max_queue_size {policy.max_queue_size})"
+            )
+        loop = self._loop
+        now = loop.time()
+        inputs = request.inputs
+        key = tuple(inputs[n].shape[1:] for n in self._input_names) if policy.batching else ()
+        pending = PendingRequest(request, loop.create_future(), key, now)
+        deadline = request.deadline
+        if policy.default_timeout and deadline is None:
+            deadline = now + policy.default_timeout
+        if deadline is not None:
+            pending.timer = loop.call_at(deadline, self._expire, pending)
+        self._queue.append(pending)
+        self._queued += 1
+        self._wake()
+        return pending
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stops taking requests, lets queued and running ones finish, then releases threads."""
+        self._closing = True
+        self._wake()
+        if self._loop_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop_task), timeout)
+            except asyncio.TimeoutError:
+                self._loop_task.cancel()
+                self._fail_queued(UnavailableError(f"model '{self.model}' was unloaded"))
+        if self._executing:
+            await asyncio.wait(set(self._executing), timeout=timeout)
+        self._executor.shutdown(wait=False)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self._closing and not self._queued:
+                    break
+                if not self._idle:
+                    await self._sleep(None)
+                    continue
+                batch, wake_at = self._next_batch()
+                if batch is None:
+                    await self._sleep(wake_at)
+                    continue
+                self._launch(self._idle.pop(), batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad batch must never stop the loop
+                log.exception("model '%s': scheduler loop error", self.model)
+        # Let executions still in flight finish; close() waits for them.
+
+    def _next_batch(self) -> tuple[list[PendingRequest] | None, float | None]:
+        queue = self._queue
+        while queue and queue[0].state is not QUEUED:
+            queue.popleft()
+        if not queue:
+            return None, None
+        policy = self.policy
+        if not policy.batching:
+            return [self._take(queue.popleft())], None
+
+        head = queue[0]
+        key = head.shape_key
+        rows = 0
+        count = 0
+        ready = False
+        for p in queue:
+            if p.state is not QUEUED:
+                count += 1
+                continue
+            if p.shape_key != key or rows + p.rows > policy.max_rows:
+                ready = True  # the next request cannot join: send what we have
+                break
+            rows += p.rows
+            count += 1
+            if rows >= policy.target_rows:
+                ready = True
+                break
+        if not ready and policy.max_delay > 0 and not self._closing:
+            wake_at = head.queue_start + policy.max_delay
+            if self._loop.time() < wake_at:  # type: ignore[union-attr]
+                return None, wake_at
+        batch = []
+        for _ in range(count):
+            p = queue.popleft()
+            if p.state is QUEUED:
+                batch.append(self._take(p))
+        return batch, None
+
+    def _take(self, pending: PendingRequest) -> PendingRequest:
+        pending.state = RequestState.RUNNING
+        self._queued -= 1
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+        return pending
+
+    def _launch(self, instance: Instance, batch: list[PendingRequest]) -> None:
+        task = self._loop.create_task(self._execute(instance, batch))  # type: ignore[union-attr]
+        self._executing.add(task)
+        task.add_done_callback(self._executing.discard)
+
+    async def _execute(self, instance: Instance, batch: list[PendingRequest]) -> None:
+        rows = sum(p.rows for p in batch)
+        start = time.monotonic()
+        for p in batch:
+            p.compute_start = start
+            p.batch_rows = rows
+        try:
+            results, times = await self._loop.run_in_executor(  # type: ignore[union-attr]
+                self._executor, self._run_batch, instance, batch, rows
+            )
+        except InferenceServerError as error:
+            self._finish_all(batch, error)
+        except Exception as error:  # ONNX Runtime's own failures carry its message
+            self._finish_all(batch, InternalError(f"model '{self.model}': {error}"))
+        else:
+            end = time.monotonic()
+            observer = self._observer
+            observer.on_execution(times)
+            for p, outputs in zip(batch, results, strict=True):
+                p.compute_end = end
+                p.finish(outputs, None)
+                observer.on_request_done(p, None)
+        finally:
+            self._idle.append(instance)
+            self._wake()
+
+    def _run_batch(
+        self, instance: Instance, batch: list[PendingRequest], rows: int
+    ) -> tuple[list[dict[str, np.ndarray]], ExecutionTimes]:
+        t0 = time.monotonic()
+        feeds = merge_inputs(batch, self._input_names)
+        names = output_names_for(batch, self._all_outputs)
+        t1 = time.monotonic()
+        arrays = instance.run(names, feeds)
+        t2 = time.monotonic()
+        results = split_outputs(batch, names, arrays, rows, self.model, self._batched)
+        t3 = time.monotonic()
+        return results, ExecutionTimes(rows, len(batch), t1 - t0, t2 - t1, t3 - t2)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _finish_all(self, batch: list[PendingRequest], error: BaseException) -> None:
+        end = time.monotonic()
+        for p in batch:
+            p.compute_end = end
+            p.finish(None, error)
+            self._observer.on_request_done(p, error)
+
+    def _cancel(self, pending: PendingRequest) -> None:
+        if pending.state is QUEUED:
+            self._queued -= 1  # the slot is freed here, once; the dead entry is skipped later
+        if pending.state is not RequestState.DONE:
+            pending.state = RequestState.CANCELLED
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+
+    def _expire(self, pending: PendingRequest) -> None:
+        pending.timer = None
+        if pending.state is not QUEUED:
+            return  # already running: a timeout only applies while queued
+        self._queued -= 1
+        pending.state = RequestState.CANCELLED
+        error = DeadlineExceededError(
+            f"model '{self.model}': request timed out after waiting in the queue"
+        )
+        if not pending.future.done():
+            pending.future.set_exception(error)
+        self._observer.on_request_done(pending, error)
+        self._wake()
+
+    def _fail_queued(self, error: BaseException) -> None:
+        while self._queue:
+            p = self._queue.popleft()
+            if p.state is QUEUED:
+                self._queued -= 1
+                p.finish(None, error)
+                self._observer.on_request_done(p, error)
+
+    async def _sleep(self, wake_at: float | None) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._wakeup = waiter = loop.create_future()
+        handle = loop.call_at(wake_at, self._wake) if wake_at is not None else None
+        try:
+            await waiter
+        finally:
+            self._wakeup = None
+            if handle is not None:
+                handle.cancel()
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
