@@ -10,6 +10,7 @@ from pathlib import Path
 
 from server.dataplane import DataPlane
 from server.grpc.server import build_grpc_server
+from server.grpc.tls import TlsFiles
 from server.repository.manager import ModelRepositoryManager
 
 log = logging.getLogger("onnxserve")
@@ -23,6 +24,10 @@ class Settings:
     metrics_port: int = 8002
     max_message_bytes: int = 64 * 1024 * 1024
     shutdown_timeout: float = 30.0
+    # Serve gRPC over TLS when cert and key are given; a client CA also requires client certs.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
 
 class InferenceServer:
@@ -31,7 +36,11 @@ class InferenceServer:
         self.manager = ModelRepositoryManager(settings.model_repository)
         self.dataplane = DataPlane(self.manager)
         self._grpc, self.grpc_port = build_grpc_server(
-            self.dataplane, settings.host, settings.grpc_port, settings.max_message_bytes
+            self.dataplane,
+            settings.host,
+            settings.grpc_port,
+            settings.max_message_bytes,
+            _tls_files(settings),
         )
 
     async def start(self) -> None:
@@ -51,6 +60,12 @@ class InferenceServer:
         await self._grpc.stop(grace=timeout)
         await self.manager.close(timeout)
         log.info("shutdown complete")
+
+
+def _tls_files(settings: Settings) -> TlsFiles | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
 
 
 async def serve(settings: Settings) -> None:

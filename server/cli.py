@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from server.app import Settings, serve
+from server.errors import ConfigError
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,9 +31,20 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds to finish in-flight requests on SIGTERM (default 30)",
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve gRPC over TLS")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="PEM CA bundle: require client certificates signed by it (mutual TLS)",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    problem = _tls_problem(args)
+    if problem:
+        print(f"onnxserve serve: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -45,9 +57,24 @@ def _run_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         max_message_bytes=args.max_message_bytes,
         shutdown_timeout=args.shutdown_timeout,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as error:
+        print(f"onnxserve: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _tls_problem(args: argparse.Namespace) -> str | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return "--tls-cert and --tls-key go together"
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        return "--tls-client-ca needs --tls-cert and --tls-key"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
