@@ -24,6 +24,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check server clients tests bench tools
 	$(BIN)/ruff format --check server clients tests bench tools
+	$(BIN)/lint-imports --no-logo
 
 # Regenerates server/grpc/generated/ from protos/ (a test checks the two agree).
 protos: $(STAMP)
