@@ -18,6 +18,7 @@ from server.grpc.generated import grpc_service_pb2 as pb
 from server.inference import InferenceRequest
 
 _LENGTH = struct.Struct("<I")
+_MAX_BYTES = np.iinfo(np.intp).max
 _TYPED_FIELDS = frozenset(d.contents_field for d in datatypes.BY_NAME.values() if d.contents_field)
 
 
@@ -79,6 +80,13 @@ def decode_tensor(
         if d < 0:
             raise InvalidArgumentError(f"{where}: shape {list(shape)} has a negative dimension")
     count = math.prod(shape)  # Python integers: no overflow, checked against the data below
+    # numpy refuses such a shape even when a 0 makes it empty; say so instead of failing later.
+    extent = math.prod(d for d in shape if d) * datatype.numpy.itemsize
+    if extent > _MAX_BYTES:
+        raise InvalidArgumentError(
+            f"{where}: shape {list(shape)} is too large for {datatype.name}: expected at most "
+            f"{_MAX_BYTES} bytes across its non-zero dimensions, got {extent}"
+        )
     if "shared_memory_region" in tensor.parameters:
         raise InvalidArgumentError(f"{where}: shared memory is not supported")
 
