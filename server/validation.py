@@ -34,8 +34,11 @@ class RequestValidator:
                     f"the model's inputs are {sorted(self._inputs)}"
                 )
         if len(inputs) != len(self._inputs):
-            missing = sorted(set(self._inputs) - set(inputs))
-            raise InvalidArgumentError(f"{self._model}: missing input(s) {missing}")
+            missing = [name for name in self._inputs if name not in inputs]
+            raise InvalidArgumentError(
+                f"{self._model}: missing input(s) {missing}; "
+                f"expected inputs {list(self._inputs)}, got {list(inputs)}"
+            )
 
         batch_size = 0
         for name, array in inputs.items():
@@ -79,8 +82,9 @@ class RequestValidator:
             rows = shape[0]
             if rows < 1 or rows > self._max_batch_size:
                 raise InvalidArgumentError(
-                    f"{self._model}: input '{name}': batch size {rows} is outside "
-                    f"1..{self._max_batch_size} (max_batch_size)"
+                    f"{self._model}: input '{name}': expected a batch size of "
+                    f"1..{self._max_batch_size} (max_batch_size), got {rows} "
+                    f"in shape {_dims_text(shape)}"
                 )
             if batch_size and rows != batch_size:
                 raise InvalidArgumentError(
