@@ -18,6 +18,7 @@ from server.grpc.generated import grpc_service_pb2 as pb
 from server.inference import InferenceRequest
 
 _LENGTH = struct.Struct("<I")
+_MAX_RANK = 64  # numpy's limit on dimensions (NPY_MAXDIMS)
 _MAX_BYTES = np.iinfo(np.intp).max
 _TYPED_FIELDS = frozenset(d.contents_field for d in datatypes.BY_NAME.values() if d.contents_field)
 
@@ -76,6 +77,10 @@ def decode_tensor(
             f"expected one of {', '.join(datatypes.NAMES)}"
         )
     shape = tuple(tensor.shape)
+    if len(shape) > _MAX_RANK:
+        raise InvalidArgumentError(
+            f"{where}: shape has {len(shape)} dimensions, at most {_MAX_RANK} are supported"
+        )
     for d in shape:
         if d < 0:
             raise InvalidArgumentError(f"{where}: shape {list(shape)} has a negative dimension")

@@ -59,7 +59,8 @@ class ModelRepositoryManager:
             if entry.latest is None:
                 raise UnavailableError(f"model '{name}' is not ready: {self._reason(entry)}")
             return entry.latest
-        number = int(version) if version.isdigit() else -1
+        # isdigit() alone admits '²', which int() rejects; a version is plain ASCII digits.
+        number = int(version) if version.isascii() and version.isdigit() else -1
         model = entry.served.get(number)
         if model is None:
             status = entry.statuses.get(number)
