@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from server.app import Settings, serve
-from server.errors import ConfigError
+from server.errors import ConfigError, ListenError
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +66,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"onnxserve: {error}", file=sys.stderr)
         return 2
+    except ListenError as error:
+        print(f"onnxserve: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

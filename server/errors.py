@@ -50,3 +50,12 @@ class InternalError(InferenceServerError):
 
 class ConfigError(Exception):
     """A model's configuration is invalid; the message names file, key path and expectation."""
+
+
+class ListenError(Exception):
+    """The server cannot listen on an address: the port is taken, or the address is not ours."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: address in use?")
+        self.host = host
+        self.port = port

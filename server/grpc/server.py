@@ -5,8 +5,10 @@ from __future__ import annotations
 import grpc
 
 from server.dataplane import DataPlane
+from server.errors import ListenError
 from server.grpc.servicer import InferenceServicer, generic_handler
 from server.grpc.tls import TlsFiles, server_credentials
+from server.ports import check_can_listen
 
 # Connection management, chosen so that idle, dead or slow peers cost little and never block
 # others (README: "Operating the server safely").
@@ -56,8 +58,13 @@ def build_grpc_server(
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
     server.add_generic_rpc_handlers((generic_handler(InferenceServicer(dataplane)),))
     address = f"{host}:{port}"
-    if tls is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, server_credentials(tls))
+    check_can_listen(host, port)
+    credentials = None if tls is None else server_credentials(tls)
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc's only word for a failed bind (taken since the check, or not ours)
+        raise ListenError(host, port) from None
     return server, bound
