@@ -11,7 +11,7 @@ from server.model_config import ModelConfig
 class BatchPolicy:
     batching: bool  # False: each request runs alone
     max_rows: int  # rows per execution at most
-    target_rows: int  # stop waiting once a batch has this many rows
+    target_rows: int  # largest preferred size, else max_rows: a batch of several never exceeds it
     max_delay: float  # seconds the oldest request may wait for more
     max_queue_size: int  # 0: unbounded
     default_timeout: float  # seconds; 0: none

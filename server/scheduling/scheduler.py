@@ -177,7 +177,9 @@ class Scheduler:
             if p.state is not QUEUED:
                 count += 1
                 continue
-            if p.shape_key != key or rows + p.rows > policy.max_rows:
+            # The target (<= max_rows) is never crossed; the first request always runs, even
+            # when it alone is larger than the target.
+            if rows and (p.shape_key != key or rows + p.rows > policy.target_rows):
                 ready = True  # the next request cannot join: send what we have
                 break
             rows += p.rows
