@@ -76,12 +76,19 @@ def choose_providers(config: ModelConfig, source: str) -> list[tuple[str, dict[s
     return chosen
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: a container's cpuset, not the host's core count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def session_options(session: SessionConfig, instance_count: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     threads = session.intra_op_num_threads
     if threads == 0:
         # Instances run side by side: share the cores between them rather than oversubscribe.
-        threads = max(1, (os.cpu_count() or 1) // max(1, instance_count))
+        threads = max(1, usable_cores() // max(1, instance_count))
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = session.inter_op_num_threads
     options.graph_optimization_level = _OPTIMIZATION_LEVELS[session.graph_optimization_level]
