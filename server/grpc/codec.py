@@ -66,10 +66,14 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
 
 
 def decode_tensor(
-    model: str, tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
+    model: str,
+    tensor: pb.ModelInferRequest.InferInputTensor,
+    raw: bytes | None,
+    kind: str = "input",
 ) -> np.ndarray:
+    """One tensor to numpy; clients decode response outputs with it too (kind="output")."""
     name = tensor.name
-    where = f"model '{model}': input '{name}'"
+    where = f"model '{model}': {kind} '{name}'"
     datatype = datatypes.BY_NAME.get(tensor.datatype)
     if datatype is None:
         raise InvalidArgumentError(

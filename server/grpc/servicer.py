@@ -19,6 +19,7 @@ from server.grpc import codec
 from server.grpc.config_proto import PLATFORM, to_proto
 from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.status import code_for
+from server.grpc.stream import stream_handler
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,10 @@ class InferenceServicer:
         request.deadline = _deadline(context, request.parameters, request.model_name)
         model, outputs = await self.dataplane.infer(request)
         return codec.encode_response(model.name, model.version_str, request.id, outputs)
+
+    def stream_handler(self) -> grpc.RpcMethodHandler:
+        # ModelStreamInfer works on raw bytes both ways, so it brings its own handler.
+        return stream_handler(self.dataplane)
 
 
 def _deadline(context: Any, parameters: dict[str, Any], model: str) -> float | None:
