@@ -227,12 +227,10 @@ class Scheduler:
             self._finish_all(batch, InternalError(f"model '{self.model}': {error}"))
         else:
             end = time.monotonic()
-            observer = self._observer
-            observer.on_execution(times)
             for p, outputs in zip(batch, results, strict=True):
                 p.compute_end = end
                 p.finish(outputs, None)
-                observer.on_request_done(p, None)
+            self._report(batch, None, times)
         finally:
             self._idle.append(instance)
             self._wake()
@@ -257,7 +255,19 @@ class Scheduler:
         for p in batch:
             p.compute_end = end
             p.finish(None, error)
-            self._observer.on_request_done(p, error)
+        self._report(batch, error, None)
+
+    def _report(
+        self, batch: list[PendingRequest], error: BaseException | None, times: ExecutionTimes | None
+    ) -> None:
+        """Runs once every future is complete, so a fault in statistics never strands a client."""
+        try:
+            if times is not None:
+                self._observer.on_execution(times)
+            for p in batch:
+                self._observer.on_request_done(p, error)
+        except Exception:
+            log.exception("model '%s': statistics observer failed", self.model)
 
     def _cancel(self, pending: PendingRequest) -> None:
         if pending.state is QUEUED:

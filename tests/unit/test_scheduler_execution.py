@@ -117,3 +117,32 @@ def test_observer_gets_queue_and_compute_times_and_batch_rows() -> None:
         assert pending.queue_start <= pending.compute_start <= pending.compute_end
         assert pending.batch_rows == (2 if rid == "9" else 6)
         assert (error is None) == (rid != "9")
+
+
+class FaultyObserver(RecordingObserver):
+    def on_request_done(self, pending, error) -> None:
+        super().on_request_done(pending, error)
+        raise ValueError("statistics bug")
+
+
+def test_a_faulty_observer_never_leaves_requests_waiting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    observer = FaultyObserver()
+    instance = FakeInstance(Recorder(), fail_ids=frozenset({3}))
+
+    async def main() -> None:
+        async with running(make_scheduler([instance], policy(2), observer)) as s:
+            pendings = [s.enqueue(request(rid)) for rid in range(4)]
+            results = await asyncio.wait_for(outcomes(pendings), 10.0)
+            for p, result in zip(pendings[:2], results[:2], strict=True):
+                check_outputs(p.request, result)
+            assert all(isinstance(r, InternalError) for r in results[2:])
+            check_outputs(request(5), await asyncio.wait_for(s.infer(request(5)), 10.0))
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(main())
+    # The first report of each execution raised; it was logged, and nothing else was harmed.
+    assert sorted(p.request.id for p, _ in observer.done) == ["0", "2", "5"]
+    logged = [r for r in caplog.records if "statistics observer failed" in r.getMessage()]
+    assert len(logged) == 3
