@@ -11,6 +11,9 @@ from pathlib import Path
 from server.dataplane import DataPlane
 from server.grpc.server import build_grpc_server
 from server.grpc.tls import TlsFiles
+from server.observability.http import MetricsServer, on_loop, start_metrics_server
+from server.observability.metrics import build_registry, take_snapshot
+from server.observability.statistics import Statistics
 from server.repository.manager import ModelRepositoryManager
 
 log = logging.getLogger("onnxserve")
@@ -28,13 +31,19 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # Requests slower than this (queue + compute, in ms) are logged with their timings; 0: off.
+    log_slow_ms: float = 0.0
 
 
 class InferenceServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.manager = ModelRepositoryManager(settings.model_repository)
-        self.dataplane = DataPlane(self.manager)
+        self.statistics = Statistics(slow_seconds=settings.log_slow_ms / 1000)
+        self.manager = ModelRepositoryManager(
+            settings.model_repository, observer_factory=self.statistics.observer
+        )
+        self.dataplane = DataPlane(self.manager, self.statistics)
+        self._metrics: MetricsServer | None = None
         self._grpc, self.grpc_port = build_grpc_server(
             self.dataplane,
             settings.host,
@@ -47,6 +56,14 @@ class InferenceServer:
         # Listen first so liveness answers while models load; readiness follows the load.
         await self._grpc.start()
         log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
+        # Scrapes run in the metrics server's threads; the snapshot itself is taken on the loop.
+        snapshot = on_loop(
+            asyncio.get_running_loop(), lambda: take_snapshot(self.statistics, self.manager)
+        )
+        self._metrics = start_metrics_server(
+            self.settings.host, self.settings.metrics_port, build_registry(snapshot)
+        )
+        log.info("metrics listening on %s:%d", self.settings.host, self._metrics.port)
         await self.manager.load_all()
         self.dataplane.started = True
         ready = sorted({m.name for m in self.manager.served_versions()})
@@ -59,6 +76,8 @@ class InferenceServer:
         self.dataplane.accepting = False
         await self._grpc.stop(grace=timeout)
         await self.manager.close(timeout)
+        if self._metrics is not None:
+            self._metrics.stop()
         log.info("shutdown complete")
 
 

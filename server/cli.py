@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
 from server.app import Settings, serve
 from server.errors import ConfigError, ListenError
+from server.observability.logs import FORMATS, LEVELS, configure_logging
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,26 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         default=30.0,
         help="seconds to finish in-flight requests on SIGTERM (default 30)",
     )
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LEVELS,
+        default="INFO",
+        help="DEBUG, INFO (default), WARNING or ERROR",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text (default) or json: one JSON object per line",
+    )
+    p.add_argument(
+        "--log-slow-ms",
+        type=float,
+        default=0.0,
+        help="log requests whose queue + compute time exceeds this, with their timings "
+        "(default 0: off)",
+    )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve gRPC over TLS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument(
@@ -45,11 +64,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"onnxserve serve: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format)
     settings = Settings(
         model_repository=args.model_repository,
         host=args.host,
@@ -60,6 +75,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        log_slow_ms=args.log_slow_ms,
     )
     try:
         asyncio.run(serve(settings))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from server.errors import NotFoundError, UnavailableError
 from server.inference import InferenceRequest
 from server.model import ModelVersion
+from server.observability.statistics import Statistics, VersionStatistics
 from server.repository.manager import ModelRepositoryManager
 
 SERVER_NAME = "onnxserve"
@@ -17,8 +19,12 @@ SERVER_VERSION = "0.1.0"
 
 
 class DataPlane:
-    def __init__(self, manager: ModelRepositoryManager) -> None:
+    def __init__(
+        self, manager: ModelRepositoryManager, statistics: Statistics | None = None
+    ) -> None:
         self.manager = manager
+        # The frontend reports each request's outcome here (statistics.on_request).
+        self.statistics = statistics or Statistics()
         self.accepting = True  # False once shutdown begins: readiness turns off first
         self.started = False  # True once the models that load at start have been tried
 
@@ -40,3 +46,33 @@ class DataPlane:
     async def infer(self, request: InferenceRequest) -> tuple[ModelVersion, dict[str, np.ndarray]]:
         model = self.manager.get(request.model_name, request.model_version)
         return model, await model.infer(request)
+
+    def model_statistics(self, name: str = "", version: str = "") -> list[VersionStatistics]:
+        """Statistics of the served versions: all, one model's, or one version's."""
+        if name and version:
+            models = [self.manager.get(name, version)]
+        else:
+            served = self.manager.served_versions()
+            models = [m for m in served if m.name == name] if name else served
+            if name and not models:
+                self.manager.get(name)  # raises NotFoundError or UnavailableError
+        models.sort(key=lambda m: (m.name, m.version))
+        stats = self.statistics
+        return [
+            stats.get(m.name, m.version_str) or VersionStatistics(m.name, m.version_str)
+            for m in models
+        ]
+
+    def request_labels(self, name: str, version: str) -> tuple[str, str]:
+        """Metric labels for a request that failed: only names the repository knows, so that
+        clients cannot create label values; "" stands for an unknown model or version."""
+        try:
+            model = self.manager.get(name, version)
+        except NotFoundError:
+            known = any(s.name == name for s in self.manager.index())
+            return (name, "") if known else ("", "")
+        except UnavailableError:
+            # The version exists (loading, failed, unloading) or none was named.
+            digits = version.isascii() and version.isdigit()
+            return name, str(int(version)) if digits else ""
+        return model.name, model.version_str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from server.errors import InferenceServerError, InvalidArgumentError, Unimplemen
 from server.grpc import codec
 from server.grpc.config_proto import PLATFORM, to_proto
 from server.grpc.generated import grpc_service_pb2 as pb
+from server.grpc.statistics_proto import to_proto as statistics_to_proto
 from server.grpc.status import code_for
 from server.grpc.stream import stream_handler
 
@@ -26,9 +28,12 @@ log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 
 # Protocol extensions this server implements, as ServerMetadata reports them.
-EXTENSIONS = ["model_configuration", "parameters"]
+EXTENSIONS = ["model_configuration", "parameters", "statistics"]
 
 Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+# Told how each call ended: (request, or None if it did not parse; response, or None; status
+# code; time.monotonic() at arrival).
+Report = Callable[[Any, Any, grpc.StatusCode, float], None]
 
 
 class InferenceServicer:
@@ -94,6 +99,30 @@ class InferenceServicer:
         model, outputs = await self.dataplane.infer(request)
         return codec.encode_response(model.name, model.version_str, request.id, outputs)
 
+    def report_infer(
+        self,
+        request: pb.ModelInferRequest | None,
+        response: pb.ModelInferResponse | None,
+        code: grpc.StatusCode,
+        start: float,
+    ) -> None:
+        """Counts one ModelInfer outcome under the model version that served it, if any."""
+        seconds = time.monotonic() - start
+        if response is not None:
+            model, version = response.model_name, response.model_version
+        elif request is not None:
+            model, version = self.dataplane.request_labels(
+                request.model_name, request.model_version
+            )
+        else:
+            model = version = ""
+        self.dataplane.statistics.on_request(model, version, code.name, seconds)
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Any
+    ) -> pb.ModelStatisticsResponse:
+        return statistics_to_proto(self.dataplane.model_statistics(request.name, request.version))
+
     def stream_handler(self) -> grpc.RpcMethodHandler:
         # ModelStreamInfer works on raw bytes both ways, so it brings its own handler.
         return stream_handler(self.dataplane)
@@ -110,24 +139,39 @@ def _deadline(context: Any, parameters: dict[str, Any], model: str) -> float | N
     return asyncio.get_running_loop().time() + remaining
 
 
-def _unary(method: Method, request_type: Any) -> grpc.RpcMethodHandler:
+def _unary(
+    method: Method, request_type: Any, report: Report | None = None
+) -> grpc.RpcMethodHandler:
     name = request_type.DESCRIPTOR.name
     parse = request_type.FromString
 
     async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        start = time.monotonic()
+        request = response = None
+        code = grpc.StatusCode.OK
         try:
             try:
                 request = parse(raw)
             except Exception as error:  # DecodeError, or invalid UTF-8 in a string field
                 raise InvalidArgumentError(f"request is not a valid {name}: {error}") from None
-            return await method(request, context)
+            response = await method(request, context)
+            return response
         except InferenceServerError as error:
-            await context.abort(code_for(error), error.message)
+            code = code_for(error)
+            await context.abort(code, error.message)
         except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except asyncio.CancelledError:  # the client went away
+            code = grpc.StatusCode.CANCELLED
             raise
         except Exception as error:
+            code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", name)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {error!r}")
+        finally:
+            if report is not None:
+                report(request, response, code, start)
 
     return grpc.unary_unary_rpc_method_handler(
         handler, request_deserializer=None, response_serializer=_serialize
@@ -184,6 +228,10 @@ def generic_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         rpc: _unary(getattr(servicer, rpc, None) or _unimplemented(rpc), request_type)
         for rpc, request_type in requests.items()
     }
+    # Inference outcomes feed the statistics and /metrics, whichever way the request failed.
+    handlers["ModelInfer"] = _unary(
+        servicer.ModelInfer, pb.ModelInferRequest, servicer.report_infer
+    )
     stream = getattr(servicer, "stream_handler", None)
     handlers["ModelStreamInfer"] = stream() if stream else _unimplemented_stream("ModelStreamInfer")
     return grpc.method_handlers_generic_handler(SERVICE, handlers)

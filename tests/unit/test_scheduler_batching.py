@@ -31,6 +31,7 @@ def scenarios(draw: st.DrawFn) -> dict:
                 st.sampled_from((2, 3)),  # width: requests of different widths never mix
                 st.floats(0, 0.004),  # arrival offset in seconds
                 st.sampled_from(OUTPUT_CHOICES),
+                st.one_of(st.none(), st.floats(0, 0.006)),  # when its client cancels, if ever
             ),
             min_size=1,
             max_size=40,
@@ -47,7 +48,7 @@ def scenarios(draw: st.DrawFn) -> dict:
 
 
 @settings(
-    max_examples=60,
+    max_examples=80,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -59,6 +60,7 @@ def test_every_response_holds_exactly_its_own_rows(scenario: dict) -> None:
         FakeInstance(recorder, i, seconds=scenario["seconds"]) for i in range(scenario["instances"])
     ]
     batch_policy = policy(scenario["max_rows"], scenario["target"], scenario["delay"])
+    specs = scenario["specs"]
     order: list[int] = []  # request ids in the order they were queued
 
     async def main() -> list:
@@ -70,28 +72,41 @@ def test_every_response_holds_exactly_its_own_rows(scenario: dict) -> None:
                 order.append(rid)  # infer() queues before its first await: nothing runs between
                 return req, await scheduler.infer(req)
 
-            specs = scenario["specs"]
-            results = await asyncio.gather(*(one(rid, *spec) for rid, spec in enumerate(specs)))
+            loop = asyncio.get_running_loop()
+            tasks = []
+            for rid, (*spec, cancel_at) in enumerate(specs):
+                tasks.append(asyncio.ensure_future(one(rid, *spec)))
+                if cancel_at is not None:
+                    loop.call_later(cancel_at, tasks[-1].cancel)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0.01)  # let the last cancels land
             assert scheduler.queue_depth == 0
             return results
 
     results = asyncio.run(main())
-    for req, outputs in results:
-        check_outputs(req, outputs)
+    cancelled = set()
+    for rid, result in enumerate(results):
+        if isinstance(result, asyncio.CancelledError):
+            assert specs[rid][4] is not None
+            cancelled.add(rid)
+        else:
+            check_outputs(*result)
 
-    specs = scenario["specs"]
     position = {rid: n for n, rid in enumerate(order)}
-    ran = sorted(recorder.ran_ids())
-    assert ran == list(range(len(specs))), "every request runs exactly once"
+    ran = recorder.ran_ids()
+    assert len(ran) == len(set(ran)), "no request runs twice"
+    assert set(range(len(specs))) - cancelled <= set(ran), "every request that was not cancelled"
     for call in recorder.calls:
         ids = call.requests
         assert call.rows <= scenario["max_rows"]
         # Past the target only a single request runs, never a batch of several.
         assert call.rows <= scenario["target"] or len(ids) == 1
         assert {specs[rid][1] for rid in ids} == {call.width}
-        # A batch is a run of consecutive requests in arrival order.
-        positions = [position[rid] for rid in ids]
-        assert positions == list(range(positions[0], positions[0] + len(ids)))
+        # A batch is a run of consecutive requests in arrival order, skipping cancelled ones.
+        first, last = position[ids[0]], position[ids[-1]]
+        skipped = set(order[first : last + 1]) - set(ids)
+        assert skipped <= cancelled
+        assert [position[rid] for rid in ids] == sorted(position[rid] for rid in ids)
 
 
 def wait_of(observer: RecordingObserver, rid: int) -> float:

@@ -1,0 +1,56 @@
+"""The log formatters: JSON lines carry level, logger, message and extra fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+
+from server.observability.logs import JsonFormatter, configure_logging
+
+
+def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    rec = logging.LogRecord("server.x", logging.WARNING, __file__, 1, message, args, None)
+    rec.__dict__.update(extra)
+    return rec
+
+
+def test_json_line_has_the_standard_fields_and_extras() -> None:
+    line = JsonFormatter().format(record("model '%s': %d ms", "m", 12, model="m", total_ms=12.5))
+    entry = json.loads(line)
+    assert entry.pop("time").endswith("+00:00")
+    assert entry == {
+        "level": "WARNING",
+        "logger": "server.x",
+        "message": "model 'm': 12 ms",
+        "model": "m",
+        "total_ms": 12.5,
+    }
+
+
+def test_json_line_carries_the_traceback() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    entry = json.loads(JsonFormatter().format(rec))
+    assert "ValueError: boom" in entry["exception"]
+    assert "\n" not in JsonFormatter().format(rec)  # one line per event
+
+
+def test_configure_logging_replaces_the_root_handlers(capsys: pytest.CaptureFixture) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging("warning", "json")
+        logging.getLogger("server.y").info("hidden")
+        logging.getLogger("server.y").warning("shown %s", 1)
+        lines = capsys.readouterr().err.splitlines()
+        assert [json.loads(line)["message"] for line in lines] == ["shown 1"]
+        with pytest.raises(ValueError):
+            configure_logging("INFO", "xml")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
