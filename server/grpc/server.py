@@ -6,6 +6,8 @@ import grpc
 
 from server.dataplane import DataPlane
 from server.errors import ListenError
+from server.grpc.health import add_health_service
+from server.grpc.reflection import add_reflection_service
 from server.grpc.servicer import InferenceServicer, generic_handler
 from server.grpc.tls import TlsFiles, server_credentials
 from server.ports import check_can_listen
@@ -57,6 +59,8 @@ def build_grpc_server(
     ]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
     server.add_generic_rpc_handlers((generic_handler(InferenceServicer(dataplane)),))
+    add_health_service(server, dataplane)
+    add_reflection_service(server)
     address = f"{host}:{port}"
     check_can_listen(host, port)
     credentials = None if tls is None else server_credentials(tls)
