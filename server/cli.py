@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from clients import cli as client_cli
 from server.app import Settings, serve
 from server.errors import ConfigError, ListenError
 from server.observability.logs import FORMATS, LEVELS, configure_logging
@@ -100,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="onnxserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    commands = {"serve": _run_serve, **client_cli.register(sub)}
     args = parser.parse_args(argv)
-    commands = {"serve": _run_serve}
     return commands[args.command](args)
 
 
