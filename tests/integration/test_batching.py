@@ -8,37 +8,93 @@ from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import tritonclient.grpc.aio as triton_aio
-import yaml
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from tests.harness import ServerProcess
-from tests.models import build_double, build_slow, make_model, tensor, tensor_config, write_model
+from tests.models import (
+    SLOW_MICROSECONDS_PER_ITERATION,
+    build_double,
+    make_model,
+    tensor,
+    tensor_config,
+    write_model,
+)
 
 GATHER_TABLE = np.array([10, 20, 30, 40], dtype=np.float32)
+LONG_MS = 2000.0  # the request that keeps the instance busy; 3 times faster still takes 0.67 s
 
 
-def build_slow_rows(repo: Path, name: str, milliseconds: float) -> None:
-    """build_slow plus ROWS (INT64 [1]): every row holds the row count of the batch it ran in."""
-    config = {"dynamic_batching": {"max_queue_delay_microseconds": 0}}
-    model_dir = build_slow(repo, name, config=config, milliseconds=milliseconds)
-    model = onnx.load(model_dir / "1" / "model.onnx")
-    graph = model.graph
-    graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "rows_one"))
-    graph.node.extend(
+def build_busy(repo: Path, name: str, dynamic_batching: dict, max_batch_size: int = 8) -> None:
+    """OUTPUT0 = INPUT0 after about max(INPUT0) milliseconds of work; ROWS (INT64 [1]) holds, in
+    every row, the row count of the batch the request ran in.
+
+    The work is build_slow's loop of MatMul + Tanh steps, its trip count taken from the input,
+    so one request can hold the instance for seconds while the others take a millisecond.
+    """
+    rows, width = 16, 128
+    body = helper.make_graph(
         [
-            helper.make_node("Shape", ["INPUT0"], ["rows_count"], start=0, end=1),
-            helper.make_node("Concat", ["rows_count", "rows_one"], ["rows_shape"], axis=0),
-            helper.make_node("Expand", ["rows_count", "rows_shape"], ["ROWS"]),
-        ]
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["state_in", "weights"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["state_out"]),
+        ],
+        "busy_body",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [rows, width]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [rows, width]),
+        ],
     )
-    graph.output.append(tensor("ROWS", "INT64", [1]))
-    outputs = [tensor_config("OUTPUT0", "FP32", [-1]), tensor_config("ROWS", "INT64", [1])]
-    config = yaml_config(model_dir) | {"outputs": outputs}
+    nodes = [
+        helper.make_node("ReduceMax", ["INPUT0"], ["most_ms"], keepdims=0),
+        helper.make_node("Mul", ["most_ms", "iterations_per_ms"], ["iterations_f"]),
+        helper.make_node("Cast", ["iterations_f"], ["iterations"], to=TensorProto.INT64),
+        helper.make_node("Shape", ["INPUT0"], ["rows_count"], start=0, end=1),
+        helper.make_node("Cast", ["rows_count"], ["rows_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["rows_f", "start_scale"], ["start_value"]),
+        helper.make_node("Expand", ["start_value", "state_shape"], ["start_state"]),
+        helper.make_node("Loop", ["iterations", "true", "start_state"], ["end_state"], body=body),
+        helper.make_node("ReduceSum", ["end_state"], ["total"], keepdims=0),
+        # tanh keeps |total| <= rows * width: OUTPUT0 is INPUT0, but only after the loop.
+        helper.make_node("Greater", ["total", "never"], ["impossible"]),
+        helper.make_node("Where", ["impossible", "zero", "INPUT0"], ["OUTPUT0"]),
+        helper.make_node("Concat", ["rows_count", "one"], ["rows_shape"], axis=0),
+        helper.make_node("Expand", ["rows_count", "rows_shape"], ["ROWS"]),
+    ]
+    rng = np.random.default_rng(0)
+    constants = {
+        "iterations_per_ms": np.array(1000 / SLOW_MICROSECONDS_PER_ITERATION, np.float32),
+        "true": np.array(True),
+        "start_scale": np.array(0.01, np.float32),
+        "state_shape": np.array([rows, width], np.int64),
+        "weights": rng.normal(0, 1 / np.sqrt(width), (width, width)).astype(np.float32),
+        "never": np.array(2.0 * rows * width, np.float32),
+        "zero": np.array(0, np.float32),
+        "one": np.array([1], np.int64),
+    }
+    model = make_model(
+        nodes,
+        [tensor("INPUT0", "FP32", [1])],
+        [tensor("OUTPUT0", "FP32", [1]), tensor("ROWS", "INT64", [1])],
+        [numpy_helper.from_array(value, key) for key, value in constants.items()],
+        name,
+    )
+    config = {
+        "backend": "onnxruntime",
+        "max_batch_size": max_batch_size,
+        "inputs": [tensor_config("INPUT0", "FP32", [1])],
+        "outputs": [tensor_config("OUTPUT0", "FP32", [1]), tensor_config("ROWS", "INT64", [1])],
+        "session": {"intra_op_num_threads": 1},
+        "dynamic_batching": dynamic_batching,
+    }
     write_model(repo, name, 1, model, config)
 
 
@@ -61,23 +117,12 @@ def build_gather(repo: Path) -> None:
     write_model(repo, "gather", 1, model, config)
 
 
-def yaml_config(model_dir: Path) -> dict:
-    return yaml.safe_load((model_dir / "config.yaml").read_text())
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = tmp_path_factory.mktemp("batching_repository")
     build_double(repo, config={"instance_group": {"count": 2}})
-    # Long enough that a 0.3 s deadline passes while a request waits behind a running one, even
-    # on a machine a few times faster than the one build_slow was measured on.
-    build_slow_rows(repo, "slow_rows", milliseconds=1500)
-    build_slow(
-        repo,
-        "small_queue",
-        milliseconds=600,
-        config={"dynamic_batching": {"max_queue_delay_microseconds": 0, "max_queue_size": 2}},
-    )
+    build_busy(repo, "busy", {"max_queue_delay_microseconds": 0})
+    build_busy(repo, "busy_small_queue", {"max_queue_size": 2}, max_batch_size=1)
     build_gather(repo)
     process = ServerProcess(repo, log_dir=tmp_path_factory.mktemp("batching_logs"))
     process.start()
@@ -136,8 +181,8 @@ def test_concurrent_requests_of_mixed_sizes_get_their_own_rows(server: ServerPro
     run(server, scenario)
 
 
-def slow_input(rows: int = 1) -> list[InferInput]:
-    return [infer_input("INPUT0", np.full((rows, 3), 0.5, dtype=np.float32))]
+def busy_input(milliseconds: float = 0.0) -> list[InferInput]:
+    return [infer_input("INPUT0", np.array([[milliseconds]], dtype=np.float32))]
 
 
 async def expect_error(request: Awaitable[object], code: str) -> str:
@@ -149,13 +194,13 @@ async def expect_error(request: Awaitable[object], code: str) -> str:
 
 def test_queued_requests_are_dropped_on_deadline_timeout_or_cancel(server: ServerProcess) -> None:
     async def scenario(client) -> None:
-        def send(**kwargs) -> asyncio.Future:
-            return asyncio.ensure_future(client.infer("slow_rows", slow_input(), **kwargs))
+        def send(milliseconds: float = 0.0, **kwargs) -> asyncio.Future:
+            return asyncio.ensure_future(client.infer("busy", busy_input(milliseconds), **kwargs))
 
-        first = send()
-        await asyncio.sleep(0.5)  # the first request is running now, for about 1.5 s
-        by_grpc_deadline = send(client_timeout=0.3)
-        by_parameter = send(timeout=300_000)
+        first = send(LONG_MS)
+        await asyncio.sleep(0.3)  # the first request is running now
+        by_grpc_deadline = send(client_timeout=0.2)
+        by_parameter = send(timeout=200_000)
         cancelled = send()
         await asyncio.sleep(0.1)
         cancelled.cancel()
@@ -172,17 +217,25 @@ def test_queued_requests_are_dropped_on_deadline_timeout_or_cancel(server: Serve
 
 def test_full_queue_answers_resource_exhausted(server: ServerProcess) -> None:
     async def scenario(client) -> None:
-        first = asyncio.ensure_future(client.infer("small_queue", slow_input()))
+        def send(milliseconds: float = 0.0) -> asyncio.Future:
+            return asyncio.ensure_future(client.infer("busy_small_queue", busy_input(milliseconds)))
+
+        first = send(LONG_MS)
         await asyncio.sleep(0.3)  # running
-        queued = [asyncio.ensure_future(client.infer("small_queue", slow_input())) for _ in "ab"]
-        await asyncio.sleep(0.1)
-        message = await expect_error(
-            client.infer("small_queue", slow_input()), "RESOURCE_EXHAUSTED"
-        )
-        assert "queue is full" in message
-        for request in [first, *queued]:
-            np.testing.assert_array_equal((await request).as_numpy("OUTPUT0"), np.full((1, 3), 0.5))
-        await client.infer("small_queue", slow_input())  # room again
+        burst = [send(float(n)) for n in range(6)]
+        outcomes = await asyncio.gather(first, *burst, return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, InferenceServerException)]
+        # One request runs and two wait; the rest are refused (a run finishing mid-burst
+        # could make room for one more).
+        assert len(refused) >= 3
+        for error in refused:
+            assert error.status() == "StatusCode.RESOURCE_EXHAUSTED"
+            assert "queue is full" in error.message()
+        for n, outcome in enumerate(outcomes):
+            if not isinstance(outcome, Exception):
+                expected = LONG_MS if n == 0 else n - 1.0
+                assert outcome.as_numpy("OUTPUT0").tolist() == [[expected]]
+        await client.infer("busy_small_queue", busy_input())  # room again
 
     run(server, scenario)
 
