@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -77,19 +78,22 @@ async def _read(
                 raw = await requests.__anext__()
             except StopAsyncIteration:
                 break
+            start = time.monotonic()
             try:
                 message = codec.parse_infer_request(raw)
             except InferenceServerError as error:
+                _count_failure(dataplane, "", "", error, start)
                 responses.put_nowait(_error_response(error))
                 continue
             try:
                 request = _decode(message, loop)
             except InferenceServerError as error:
+                _count_failure(dataplane, message.model_name, message.model_version, error, start)
                 responses.put_nowait(
                     _error_response(error, message.model_name, message.model_version, message.id)
                 )
                 continue
-            task = loop.create_task(_answer(dataplane, request, responses))
+            task = loop.create_task(_answer(dataplane, request, responses, start))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         # The client has finished sending: answer what is in flight, then end the stream.
@@ -110,23 +114,47 @@ def _decode(message: pb.ModelInferRequest, loop: asyncio.AbstractEventLoop) -> I
 
 
 async def _answer(
-    dataplane: DataPlane, request: InferenceRequest, responses: asyncio.Queue[bytes | None]
+    dataplane: DataPlane,
+    request: InferenceRequest,
+    responses: asyncio.Queue[bytes | None],
+    start: float,
 ) -> None:
     try:
         model, outputs = await dataplane.infer(request)
         response = codec.encode_response(model.name, model.version_str, request.id, outputs)
         message = pb.ModelStreamInferResponse(infer_response=response)
         responses.put_nowait(message.SerializeToString())
+        seconds = time.monotonic() - start
+        dataplane.statistics.on_request(model.name, model.version_str, "OK", seconds)
     except InferenceServerError as error:
+        _count_failure(dataplane, request.model_name, request.model_version, error, start)
         responses.put_nowait(
             _error_response(error, request.model_name, request.model_version, request.id)
         )
+    except asyncio.CancelledError:  # the client went away
+        _count_failure(dataplane, request.model_name, request.model_version, None, start)
+        raise
     except Exception as error:  # our own fault: answer it in-band, keep the stream
         log.exception("model '%s': stream request failed", request.model_name)
         internal = InternalError(f"internal error: {error!r}")
+        _count_failure(dataplane, request.model_name, request.model_version, internal, start)
         responses.put_nowait(
             _error_response(internal, request.model_name, request.model_version, request.id)
         )
+
+
+def _count_failure(
+    dataplane: DataPlane,
+    name: str,
+    version: str,
+    error: InferenceServerError | None,
+    start: float,
+) -> None:
+    """Counts a failed request for the statistics and /metrics, as unary ModelInfer does;
+    error None means the client went away."""
+    code = code_for(error).name if error is not None else grpc.StatusCode.CANCELLED.name
+    name, version = dataplane.request_labels(name, version)
+    dataplane.statistics.on_request(name, version, code, time.monotonic() - start)
 
 
 def _error_response(

@@ -3,6 +3,7 @@ same numbers as /metrics."""
 
 from __future__ import annotations
 
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,6 +31,7 @@ def server(start_module_server, tmp_path_factory: pytest.TempPathFactory) -> Ser
         },
     )
     build_double(repo, "plain", config={"dynamic_batching": None})
+    build_double(repo, "streamed", config={"dynamic_batching": None})
     write_broken_model(repo)
     return start_module_server(repo)
 
@@ -50,6 +52,14 @@ def traffic(server: ServerProcess) -> tuple[int, int]:
         infer("plain", rows)
     with triton.InferenceServerClient(server.address) as client:
         expect_error("INVALID_ARGUMENT", lambda: client.infer("plain", double_inputs(9)))
+        # ModelStreamInfer: two answers and one in-band error, counted like unary requests.
+        results: queue.Queue = queue.Queue()
+        client.start_stream(callback=lambda result, error: results.put(error))
+        for rows in (1, 2, 9):
+            client.async_stream_infer("streamed", double_inputs(rows))
+        errors = [results.get(timeout=30) for _ in range(3)]
+        client.stop_stream()
+    assert sum(error is not None for error in errors) == 1
     return before, time.time_ns() // 1_000_000
 
 
@@ -93,7 +103,20 @@ def test_counts_of_an_unbatched_model(client, traffic: tuple[int, int]) -> None:
 
 def test_all_models_lists_the_served_versions(client, traffic: tuple[int, int]) -> None:
     stats = client.get_inference_statistics(as_json=True)["model_stats"]
-    assert [(s["name"], s["version"]) for s in stats] == [("batched", "1"), ("plain", "1")]
+    names = [(s["name"], s["version"]) for s in stats]
+    assert names == [("batched", "1"), ("plain", "1"), ("streamed", "1")]
+
+
+def test_stream_requests_are_counted(client, server: ServerProcess, traffic) -> None:
+    (s,) = client.get_inference_statistics("streamed", as_json=True)["model_stats"]
+    assert int(s["inference_count"]) == 3
+    assert int(s["execution_count"]) == 2
+    assert int(s["inference_stats"]["success"]["count"]) == 2
+    assert int(s["inference_stats"]["fail"]["count"]) == 1
+    samples = scrape(server.metrics_port)
+    labels = {"model": "streamed", "version": "1"}
+    assert value(samples, "onnxserve_requests_total", code="OK", **labels) == 2
+    assert value(samples, "onnxserve_requests_total", code="INVALID_ARGUMENT", **labels) == 1
 
 
 def test_unknown_and_unavailable_models(client, traffic: tuple[int, int]) -> None:
@@ -104,7 +127,7 @@ def test_unknown_and_unavailable_models(client, traffic: tuple[int, int]) -> Non
 
 def test_statistics_agree_with_metrics(client, server: ServerProcess, traffic) -> None:
     samples = scrape(server.metrics_port)
-    for model in ("batched", "plain"):
+    for model in ("batched", "plain", "streamed"):
         (s,) = client.get_inference_statistics(model, as_json=True)["model_stats"]
         infer = s["inference_stats"]
         labels = {"model": model, "version": "1"}
