@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
+from tests.conftest import REPO_ROOT
 from tests.harness import ServerProcess
 from tests.integration.observability import (
     build_reshape,
@@ -168,6 +169,9 @@ def prometheus(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) 
     )
     try:
         instance.wait_ready()
+        # Targets are picked up some seconds after start: let the first scrape precede the
+        # traffic, so that rates over it have samples on both sides.
+        instance.wait_for_scrape_after(0)
         yield instance
     finally:
         instance.stop()
@@ -293,3 +297,12 @@ def test_process_metrics(prometheus: Prometheus, traffic: None) -> None:
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"):
         series = prometheus.query(name)
         assert len(series) == 1 and next(iter(series.values())) > 0, name
+
+
+def test_every_dashboard_query_runs(prometheus: Prometheus, traffic: None) -> None:
+    dashboard = json.loads((REPO_ROOT / "dashboards" / "onnxserve.json").read_text())
+    targets = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    assert len(targets) >= 10
+    for title, expr in targets:
+        query = expr.replace("$__rate_interval", "5m").replace("$model", ".*").replace("$job", ".*")
+        assert prometheus.query(query), f"{title}: {query} returned nothing"
