@@ -114,8 +114,12 @@ class Scheduler:
         key = tuple(inputs[n].shape[1:] for n in self._input_names) if policy.batching else ()
         pending = PendingRequest(request, loop.create_future(), key, now)
         deadline = request.deadline
-        if policy.default_timeout and deadline is None:
-            deadline = now + policy.default_timeout
+        if policy.default_timeout and not request.parameters.get("timeout"):
+            # The default stands in for a missing `timeout` parameter; a client's gRPC deadline
+            # is its own limit and must not lift the operator's queue timeout.
+            default = now + policy.default_timeout
+            if deadline is None or default < deadline:
+                deadline = default
         if deadline is not None:
             pending.timer = loop.call_at(deadline, self._expire, pending)
         self._queue.append(pending)

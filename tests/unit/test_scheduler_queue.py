@@ -74,6 +74,34 @@ def test_timeout_while_queued_answers_deadline_exceeded_and_never_runs(how: str)
     assert errors == {"0": type(None), "1": DeadlineExceededError, "2": type(None)}
 
 
+def test_default_timeout_applies_to_requests_without_a_timeout_parameter() -> None:
+    gate = Gate()
+    recorder = Recorder()
+    instance = FakeInstance(recorder, gate=gate)
+
+    async def main() -> None:
+        sched = make_scheduler([instance], policy(1, timeout=0.05))
+        async with running(sched, gate) as s:
+            first = s.enqueue(request(0))
+            await wait_until(instance.started.is_set)
+            later = asyncio.get_running_loop().time() + 60.0
+            # A generous gRPC deadline does not lift the model's default queue timeout...
+            with pytest.raises(DeadlineExceededError):
+                await asyncio.wait_for(s.infer(request(1, deadline=later)), 10.0)
+            # ...but a `timeout` parameter of the request's own replaces it.
+            own = request(2, deadline=later)
+            own.parameters["timeout"] = 60_000_000
+            waiting = asyncio.ensure_future(s.infer(own))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            gate.open()
+            check_outputs(first.request, await first.future)
+            check_outputs(own, await waiting)
+
+    asyncio.run(main())
+    assert recorder.ran_ids() == [0, 2]
+
+
 def test_cancelled_requests_never_run_and_free_their_slot_exactly_once() -> None:
     size = 300
     gate = Gate()
