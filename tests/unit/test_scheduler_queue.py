@@ -205,3 +205,26 @@ def test_close_drains_queued_requests_without_waiting_the_delay() -> None:
     elapsed = asyncio.run(main())
     assert sorted(recorder.ran_ids()) == [0, 1, 2, 3, 4]
     assert elapsed < 5.0  # the lone last request did not wait its 10 s delay
+
+
+def test_close_timeout_fails_what_is_still_queued() -> None:
+    gate = Gate()
+    recorder = Recorder()
+    instance = FakeInstance(recorder, gate=gate)
+
+    async def main() -> None:
+        s = make_scheduler([instance], policy(1))
+        s.start()
+        stuck = s.enqueue(request(0))
+        await wait_until(instance.started.is_set)
+        queued = [s.enqueue(request(rid)) for rid in (1, 2)]
+        await s.close(0.2)
+        for p in queued:
+            with pytest.raises(UnavailableError, match="unloaded"):
+                await p.future
+        assert s.queue_depth == 0
+        gate.open()  # the run that outlived the timeout still answers its client
+        check_outputs(stuck.request, await stuck.future)
+
+    asyncio.run(main())
+    assert recorder.ran_ids() == [0]
