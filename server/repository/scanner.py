@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from server.model_config import MODEL_FILE, VersionPolicy
+
+# One file as a scan sees it: path relative to its folder, size, modification time in ns.
+FileStat = tuple[str, int, int]
 
 
 def list_models(repo: Path) -> list[str]:
@@ -34,3 +39,60 @@ def select_versions(available: list[int], policy: VersionPolicy) -> list[int]:
         return [v for v in available if v in set(policy.specific)]
     latest = policy.latest or 1
     return available[-latest:]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFingerprint:
+    """What a model folder held at one scan; two equal fingerprints mean nothing changed.
+
+    `files` are the files directly in the folder (config.yaml, config.pbtxt, ...); `versions`
+    the files under each numbered version folder. Hidden files (.x) are left out, so editors'
+    swap files and half-written temporary files do not count as changes.
+    """
+
+    files: tuple[FileStat, ...]
+    versions: tuple[tuple[int, tuple[FileStat, ...]], ...]
+
+    def version(self, number: int) -> tuple[FileStat, ...] | None:
+        for version, files in self.versions:
+            if version == number:
+                return files
+        return None
+
+
+def fingerprint(model_dir: Path) -> ModelFingerprint | None:
+    """The folder's fingerprint, or None when the folder is gone."""
+    try:
+        entries = sorted(os.scandir(model_dir), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    files: list[FileStat] = []
+    versions: list[tuple[int, tuple[FileStat, ...]]] = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if entry.name.isdigit() and int(entry.name) > 0:
+                versions.append((int(entry.name), _tree(Path(entry.path))))
+        elif entry.is_file():
+            _add_stat(files, entry.path, entry.name)
+    return ModelFingerprint(tuple(files), tuple(versions))
+
+
+def _tree(folder: Path) -> tuple[FileStat, ...]:
+    stats: list[FileStat] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith("."):
+                path = os.path.join(root, name)
+                _add_stat(stats, path, os.path.relpath(path, folder))
+    return tuple(stats)
+
+
+def _add_stat(stats: list[FileStat], path: str, relative: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:  # removed while scanning: the next scan sees the new state
+        return
+    stats.append((relative, st.st_size, st.st_mtime_ns))
