@@ -8,6 +8,7 @@ others keep serving.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,14 +16,24 @@ from pathlib import Path
 
 from server.errors import ConfigError, NotFoundError, UnavailableError
 from server.model import ModelVersion, load_sessions
-from server.model_config import ModelConfig, load_model_config
-from server.repository.scanner import list_models, list_versions, select_versions
+from server.model_config import ModelConfig, VersionPolicy
+from server.repository.configs import ConfigSource
+from server.repository.scanner import (
+    FileStat,
+    ModelFingerprint,
+    fingerprint,
+    list_models,
+    list_versions,
+    select_versions,
+)
 from server.repository.states import ModelState, VersionStatus
 from server.scheduling.observer import SchedulerObserver
 
 log = logging.getLogger(__name__)
 
 ObserverFactory = Callable[[str, int], SchedulerObserver | None]
+# What a served version was built from: its config (version policy aside) and its files.
+_Source = tuple[ModelConfig, tuple[FileStat, ...] | None]
 
 
 @dataclass
@@ -30,6 +41,8 @@ class _ModelEntry:
     served: dict[int, ModelVersion] = field(default_factory=dict)
     statuses: dict[int | None, VersionStatus] = field(default_factory=dict)
     latest: ModelVersion | None = None  # the highest READY version, looked up per request
+    fingerprint: ModelFingerprint | None = None  # the folder as of the last load
+    sources: dict[int, _Source] = field(default_factory=dict)
 
     def refresh_latest(self) -> None:
         self.latest = self.served[max(self.served)] if self.served else None
@@ -41,12 +54,17 @@ class ModelRepositoryManager:
         repository: Path,
         observer_factory: ObserverFactory | None = None,
         unload_timeout: float = 30.0,
+        configs: ConfigSource | None = None,
     ) -> None:
         self.repository = repository
+        self.configs = configs or ConfigSource()  # config.yaml, plus config.pbtxt when given
         self._observer_factory = observer_factory or (lambda name, version: None)
         self._unload_timeout = unload_timeout
         self._models: dict[str, _ModelEntry] = {}
-        self._lock = asyncio.Lock()  # one load or unload at a time keeps swaps simple
+        # One load or unload at a time per model keeps swaps simple; models load independently.
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced versions still draining
+        self._closing = False
 
     # --- serving ------------------------------------------------------------------------
 
@@ -85,56 +103,129 @@ class ModelRepositoryManager:
     def served_versions(self) -> list[ModelVersion]:
         return [m for entry in self._models.values() for m in entry.served.values()]
 
+    def model_names(self) -> list[str]:
+        return list(self._models)
+
+    def loaded_fingerprint(self, name: str) -> ModelFingerprint | None:
+        """The model folder as it was when the model was last loaded (or tried)."""
+        entry = self._models.get(name)
+        return entry.fingerprint if entry is not None else None
+
     # --- loading and unloading ----------------------------------------------------------
 
     async def load_all(self) -> None:
         for name in list_models(self.repository):
             await self.load_model(name)
 
-    async def load_model(self, name: str, config: ModelConfig | None = None) -> None:
-        """Loads or reloads every version the policy selects; failures leave the old serving."""
-        async with self._lock:
-            await self._load(name, config)
+    async def load_model(
+        self, name: str, config: ModelConfig | None = None, *, keep_unchanged: bool = False
+    ) -> list[str]:
+        """Loads or reloads every version the policy selects; returns the failures.
 
-    async def unload_model(self, name: str) -> None:
-        async with self._lock:
-            entry = self._models.pop(name, None)
-            if entry is not None:
-                await asyncio.gather(*(self._retire(m) for m in entry.served.values()))
+        A failure leaves what served before serving. keep_unchanged keeps a serving version
+        whose files and config (version policy aside) are as they were when it was loaded.
+        """
+        if self._closing:
+            raise UnavailableError("the server is shutting down")
+        async with self._lock_for(name):
+            return await self._load(name, config, keep_unchanged)
+
+    async def unload_model(self, name: str, *, forget: bool = False) -> None:
+        """Stops serving the model; requests already queued or running finish first.
+
+        The model then shows as UNAVAILABLE "unloaded", or, with forget (its folder is gone),
+        disappears.
+        """
+        async with self._lock_for(name):
+            entry = self._models.get(name)
+            if entry is None:
+                return
+            served, entry.served, entry.latest = entry.served, {}, None
+            entry.sources.clear()
+            for version in served:
+                entry.statuses[version] = VersionStatus(name, version, ModelState.UNLOADING)
+            await asyncio.gather(*(self._retire(m) for m in served.values()))
+            if forget:
+                del self._models[name]
+            else:
+                entry.statuses = {
+                    None: VersionStatus(name, None, ModelState.UNAVAILABLE, "unloaded")
+                }
 
     async def close(self, timeout: float | None = None) -> None:
         """Finishes queued and running requests (bounded by timeout) and releases every model."""
-        async with self._lock:
-            models = self.served_versions()
-            self._models.clear()
-            await asyncio.gather(*(m.unload(timeout) for m in models))
+        self._closing = True
+        for lock in list(self._locks.values()):
+            async with lock:  # lets a load or unload in progress finish
+                pass
+        models = self.served_versions()
+        self._models.clear()
+        await asyncio.gather(*(m.unload(timeout) for m in models), *self._retiring)
 
-    async def _load(self, name: str, override: ModelConfig | None) -> None:
+    def _lock_for(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def _load(
+        self, name: str, override: ModelConfig | None, keep_unchanged: bool
+    ) -> list[str]:
         entry = self._models.setdefault(name, _ModelEntry())
         model_dir = self.repository / name
+        entry.fingerprint = fingerprint(model_dir)
         try:
-            config = override or load_model_config(model_dir)
+            config = override or self.configs.read(model_dir)
         except ConfigError as error:
-            self._fail(entry, name, None, str(error))
-            return
-        versions = select_versions(list_versions(model_dir), config.version_policy)
-        if not versions:
+            return [self._fail(entry, name, None, str(error))]
+        available = list_versions(model_dir)
+        versions = select_versions(available, config.version_policy)
+        failures: list[str] = []
+        if versions:
+            entry.statuses.pop(None, None)
+        else:
             reason = (
                 f"{model_dir}: no version folder (e.g. 1/model.onnx) matches the version policy"
             )
-            self._fail(entry, name, None, reason)
-            return
-        entry.statuses.pop(None, None)
+            failures.append(self._fail(entry, name, None, reason))
+        basis = dataclasses.replace(config, version_policy=VersionPolicy())
         for version in versions:
-            await self._load_version(entry, name, model_dir, version, config)
+            files = entry.fingerprint.version(version) if entry.fingerprint else None
+            source = (basis, files)
+            if keep_unchanged and version in entry.served and entry.sources.get(version) == source:
+                entry.statuses[version] = VersionStatus(name, version, ModelState.READY)
+                continue
+            failure = await self._load_version(entry, name, model_dir, version, config, source)
+            if failure is not None:
+                failures.append(failure)
+        # Versions the policy dropped drain once every selected version serves, so a broken
+        # new version leaves the old one serving; a version whose folder is gone drains now.
+        complete = all(v in entry.served for v in versions)
         for version in [v for v in entry.served if v not in versions]:
-            await self._retire(entry.served.pop(version))
-            entry.statuses.pop(version, None)
-            entry.refresh_latest()
+            if complete or version not in available:
+                self._retire_later(entry.served.pop(version), entry)
+        for version in [v for v in entry.statuses if v is not None]:
+            status = entry.statuses[version]
+            if (
+                version not in versions
+                and version not in entry.served
+                and status.state
+                in (
+                    ModelState.UNAVAILABLE,
+                    ModelState.LOADING,
+                )
+            ):
+                del entry.statuses[version]  # a failed version the policy no longer selects
+        entry.refresh_latest()
+        return failures
 
     async def _load_version(
-        self, entry: _ModelEntry, name: str, model_dir: Path, version: int, config: ModelConfig
-    ) -> None:
+        self,
+        entry: _ModelEntry,
+        name: str,
+        model_dir: Path,
+        version: int,
+        config: ModelConfig,
+        source: _Source,
+    ) -> str | None:
+        """Loads one version beside the one serving and swaps them; returns the failure."""
         current = entry.statuses.get(version)
         if current is None or current.state is not ModelState.READY:
             entry.statuses[version] = VersionStatus(name, version, ModelState.LOADING)
@@ -142,15 +233,15 @@ class ModelRepositoryManager:
         try:
             loaded = await asyncio.to_thread(load_sessions, model_dir, version, config)
         except ConfigError as error:
-            self._fail(entry, name, version, str(error))
-            return
+            return self._fail(entry, name, version, str(error))
         except Exception as error:  # never let one model stop the others
-            self._fail(entry, name, version, f"unexpected error while loading: {error!r}")
-            return
+            return self._fail(entry, name, version, f"unexpected error while loading: {error!r}")
         model = ModelVersion(version, loaded, self._observer_factory(name, version))
         model.start()
+        # The swap: from here on every lookup gets the new version; nothing awaits in between.
         old = entry.served.get(version)
         entry.served[version] = model
+        entry.sources[version] = source
         entry.statuses[version] = VersionStatus(name, version, ModelState.READY)
         entry.refresh_latest()
         log.info(
@@ -161,19 +252,48 @@ class ModelRepositoryManager:
             ", ".join(loaded.providers),
         )
         if old is not None:
-            await self._retire(old)
+            self._retire_later(old)
+        return None
+
+    def _retire_later(self, model: ModelVersion, entry: _ModelEntry | None = None) -> None:
+        """Drains and releases a version that no longer takes requests, in the background.
+
+        With `entry`, the version shows as UNLOADING until it is released.
+        """
+        status = VersionStatus(model.name, model.version, ModelState.UNLOADING)
+        if entry is not None:
+            entry.sources.pop(model.version, None)
+            entry.statuses[model.version] = status
+        task = asyncio.get_running_loop().create_task(self._retire(model))
+        self._retiring.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._retiring.discard(task)
+            if entry is not None and entry.statuses.get(model.version) is status:
+                del entry.statuses[model.version]
+
+        task.add_done_callback(done)
 
     async def _retire(self, model: ModelVersion) -> None:
-        await model.unload(self._unload_timeout)
+        try:
+            await model.unload(self._unload_timeout)
+        except Exception:  # a retiring version must not take the manager down with it
+            log.exception("model '%s' version %d: error while unloading", model.name, model.version)
+            return
         log.info("model '%s' version %d: unloaded", model.name, model.version)
 
-    def _fail(self, entry: _ModelEntry, name: str, version: int | None, reason: str) -> None:
+    def _fail(self, entry: _ModelEntry, name: str, version: int | None, reason: str) -> str:
         log.error("model '%s'%s: failed to load: %s", name, _v(version), reason)
-        if version is not None and version in entry.served:
-            # The old version keeps serving; the failed reload is reported beside it.
-            entry.statuses[version] = VersionStatus(name, version, ModelState.READY, reason)
-        else:
+        kept = (
+            list(entry.served) if version is None else [v for v in (version,) if v in entry.served]
+        )
+        for v in kept:
+            # The loaded version keeps serving; the failed reload is reported beside it.
+            note = f"still serving the previous load; reload failed: {reason}"
+            entry.statuses[v] = VersionStatus(name, v, ModelState.READY, note)
+        if not kept:
             entry.statuses[version] = VersionStatus(name, version, ModelState.UNAVAILABLE, reason)
+        return f"model '{name}'{_v(version)}: {reason}"
 
     @staticmethod
     def _reason(entry: _ModelEntry) -> str:

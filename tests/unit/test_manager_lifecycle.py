@@ -1,0 +1,186 @@
+"""ModelRepositoryManager with real tiny models, in-process: versions, swaps, failures, warm-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from server.backends import onnxruntime as backend
+from server.errors import NotFoundError, UnavailableError
+from server.inference import InferenceRequest
+from server.repository.manager import ModelRepositoryManager
+from server.repository.states import ModelState
+from tests.models import build_add_constant, build_versioned, write_config, write_model
+
+Scenario = Callable[[ModelRepositoryManager], Awaitable[Any]]
+
+
+def run(repo: Path, scenario: Scenario) -> Any:
+    async def main() -> Any:
+        manager = ModelRepositoryManager(repo)
+        try:
+            return await scenario(manager)
+        finally:
+            await manager.close(5)
+
+    return asyncio.run(main())
+
+
+async def infer(manager: ModelRepositoryManager, name: str, version: str = "") -> float:
+    request = InferenceRequest(name, version, {"INPUT0": np.zeros((1, 1), np.float32)})
+    request.batch_size = 1
+    outputs = await manager.get(name, version).infer(request)
+    return float(outputs["OUTPUT0"][0, 0])
+
+
+def states(manager: ModelRepositoryManager) -> dict[int | None, tuple[str, str]]:
+    return {s.version: (s.state.value, s.reason) for s in manager.index()}
+
+
+async def drained(manager: ModelRepositoryManager) -> None:
+    for _ in range(200):
+        if all(s.state is not ModelState.UNLOADING for s in manager.index()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"still draining: {manager.index()}")
+
+
+def test_the_highest_version_serves_and_explicit_versions_follow_the_policy(
+    tmp_path: Path,
+) -> None:
+    build_versioned(tmp_path, versions=(1, 2, 3), config={"version_policy": {"latest": 2}})
+
+    async def scenario(manager: ModelRepositoryManager) -> None:
+        assert await manager.load_model("versioned") == []
+        assert await infer(manager, "versioned") == 3.0
+        assert await infer(manager, "versioned", "2") == 2.0
+        with pytest.raises(NotFoundError):
+            manager.get("versioned", "1")
+        assert states(manager) == {2: ("READY", ""), 3: ("READY", "")}
+
+    run(tmp_path, scenario)
+
+
+def test_a_broken_new_version_leaves_the_old_one_serving_until_it_is_fixed(
+    tmp_path: Path,
+) -> None:
+    build_versioned(tmp_path, versions=(1,))
+
+    async def scenario(manager: ModelRepositoryManager) -> None:
+        await manager.load_model("versioned")
+        write_model(tmp_path, "versioned", 2, b"not an onnx model", None)
+        failures = await manager.load_model("versioned", keep_unchanged=True)
+        assert len(failures) == 1 and "version 2" in failures[0]
+        assert await infer(manager, "versioned") == 1.0
+        status = states(manager)
+        assert status[1] == ("READY", "")
+        assert status[2][0] == "UNAVAILABLE" and "cannot load the model" in status[2][1]
+        with pytest.raises(UnavailableError, match="version 2 is UNAVAILABLE"):
+            manager.get("versioned", "2")
+
+        old = manager.get("versioned", "1")
+        build_versioned(tmp_path, versions=(2,))
+        assert await manager.load_model("versioned", keep_unchanged=True) == []
+        assert states(manager)[1][0] == "UNLOADING"  # draining in the background
+        assert await infer(manager, "versioned") == 2.0
+        await drained(manager)
+        assert states(manager) == {2: ("READY", "")}
+        with pytest.raises(UnavailableError):  # the replaced version takes no more requests
+            old.scheduler.enqueue(InferenceRequest("versioned", "1", {}))
+
+    run(tmp_path, scenario)
+
+
+def test_unchanged_versions_are_kept_and_a_config_change_reloads(tmp_path: Path) -> None:
+    build_versioned(tmp_path, versions=(1, 2), config={"version_policy": {"all": True}})
+
+    async def scenario(manager: ModelRepositoryManager) -> None:
+        await manager.load_model("versioned")
+        v1, v2 = manager.get("versioned", "1"), manager.get("versioned", "2")
+        config = {"version_policy": {"all": True}}
+        build_add_constant(tmp_path, "versioned", 2, config, addend=20.0)  # only version 2
+        await manager.load_model("versioned", keep_unchanged=True)
+        assert manager.get("versioned", "1") is v1
+        assert manager.get("versioned", "2") is not v2
+        assert await infer(manager, "versioned") == 20.0
+
+        v1 = manager.get("versioned", "1")
+        write_config(tmp_path, "versioned", {**config, "max_batch_size": 4})
+        await manager.load_model("versioned", keep_unchanged=True)
+        assert manager.get("versioned", "1") is not v1
+        assert manager.get("versioned", "1").config.max_batch_size == 4
+        await manager.load_model("versioned")  # without keep_unchanged: a full reload
+        assert manager.get("versioned", "1").config.max_batch_size == 4
+
+    run(tmp_path, scenario)
+
+
+def test_a_broken_config_on_reload_keeps_serving_and_says_why(tmp_path: Path) -> None:
+    build_versioned(tmp_path, versions=(1,))
+
+    async def scenario(manager: ModelRepositoryManager) -> None:
+        await manager.load_model("versioned")
+        write_config(tmp_path, "versioned", "max_batch_size: [oops\n")
+        failures = await manager.load_model("versioned", keep_unchanged=True)
+        assert failures and "invalid YAML" in failures[0]
+        assert await infer(manager, "versioned") == 1.0
+        state, reason = states(manager)[1]
+        assert state == "READY" and "reload failed" in reason and "invalid YAML" in reason
+
+    run(tmp_path, scenario)
+
+
+def test_unload_leaves_the_model_unavailable_and_forget_removes_it(tmp_path: Path) -> None:
+    build_versioned(tmp_path, versions=(1,))
+
+    async def scenario(manager: ModelRepositoryManager) -> None:
+        await manager.load_model("versioned")
+        await manager.unload_model("versioned")
+        assert states(manager) == {None: ("UNAVAILABLE", "unloaded")}
+        with pytest.raises(UnavailableError, match="unloaded"):
+            manager.get("versioned")
+        await manager.load_model("versioned")
+        assert await infer(manager, "versioned") == 1.0
+        await manager.unload_model("versioned", forget=True)
+        assert manager.index() == []
+        with pytest.raises(NotFoundError):
+            manager.get("versioned")
+
+    run(tmp_path, scenario)
+
+
+def test_warm_up_runs_before_the_version_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warmup = {"name": "w", "batch_size": 3, "count": 2}
+    build_versioned(
+        tmp_path, versions=(1,), config={"model_warmup": [warmup], "instance_group": {"count": 2}}
+    )
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    manager = ModelRepositoryManager(tmp_path)
+    real_warm_up = backend.warm_up
+
+    def spy(instance: backend.OrtInstance, config: Any) -> None:
+        # Runs in the loading thread: nothing serves the model yet.
+        state = {s.version: s.state for s in manager.index()}[1]
+        feeds = backend.warmup_feeds(config.model_warmup[0], config, np.random.default_rng(0))
+        seen.append((state.value, feeds["INPUT0"].shape))
+        assert not manager.is_ready("versioned")
+        real_warm_up(instance, config)
+
+    monkeypatch.setattr(backend, "warm_up", spy)
+
+    async def main() -> None:
+        try:
+            assert await manager.load_model("versioned") == []
+            assert manager.is_ready("versioned")
+        finally:
+            await manager.close(5)
+
+    asyncio.run(main())
+    assert seen == [("LOADING", (3, 1))] * 2  # once per instance, with the sample's batch size
