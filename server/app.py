@@ -11,9 +11,12 @@ from pathlib import Path
 from server.dataplane import DataPlane
 from server.grpc.server import build_grpc_server
 from server.grpc.tls import TlsFiles
+from server.grpc.triton_config import TRITON_FORMAT
 from server.observability.http import MetricsServer, on_loop, start_metrics_server
 from server.observability.metrics import build_registry, take_snapshot
 from server.observability.statistics import Statistics
+from server.repository.configs import ConfigSource
+from server.repository.control import ControlMode, RepositoryControl
 from server.repository.manager import ModelRepositoryManager
 
 log = logging.getLogger("onnxserve")
@@ -33,6 +36,10 @@ class Settings:
     tls_client_ca: Path | None = None
     # Requests slower than this (queue + compute, in ms) are logged with their timings; 0: off.
     log_slow_ms: float = 0.0
+    # Which models load, and when (server/repository/control.py); names as in Triton.
+    model_control_mode: ControlMode = ControlMode.NONE
+    repository_poll_secs: float = 5.0
+    load_models: tuple[str, ...] = ()  # explicit mode: loaded at start; "*" loads all
 
 
 class InferenceServer:
@@ -40,9 +47,17 @@ class InferenceServer:
         self.settings = settings
         self.statistics = Statistics(slow_seconds=settings.log_slow_ms / 1000)
         self.manager = ModelRepositoryManager(
-            settings.model_repository, observer_factory=self.statistics.observer
+            settings.model_repository,
+            observer_factory=self.statistics.observer,
+            configs=ConfigSource(TRITON_FORMAT),
         )
-        self.dataplane = DataPlane(self.manager, self.statistics)
+        self.control = RepositoryControl(
+            self.manager,
+            settings.model_control_mode,
+            settings.repository_poll_secs,
+            settings.load_models,
+        )
+        self.dataplane = DataPlane(self.manager, self.statistics, self.control)
         self._metrics: MetricsServer | None = None
         self._grpc, self.grpc_port = build_grpc_server(
             self.dataplane,
@@ -64,7 +79,7 @@ class InferenceServer:
             self.settings.host, self.settings.metrics_port, build_registry(snapshot)
         )
         log.info("metrics listening on %s:%d", self.settings.host, self._metrics.port)
-        await self.manager.load_all()
+        await self.control.start()
         self.dataplane.started = True
         ready = sorted({m.name for m in self.manager.served_versions()})
         log.info("ready: serving %d model(s): %s", len(ready), ", ".join(ready) or "none")
@@ -73,7 +88,8 @@ class InferenceServer:
         """Stop accepting -> finish in-flight and queued requests (bounded) -> release models."""
         timeout = self.settings.shutdown_timeout
         log.info("shutting down: finishing in-flight requests (up to %.0fs)", timeout)
-        self.dataplane.accepting = False
+        self.dataplane.stop_accepting()
+        await self.control.close()  # no poll starts a load from here on
         await self._grpc.stop(grace=timeout)
         await self.manager.close(timeout)
         if self._metrics is not None:

@@ -11,6 +11,7 @@ from clients import cli as client_cli
 from server.app import Settings, serve
 from server.errors import ConfigError, ListenError
 from server.observability.logs import FORMATS, LEVELS, configure_logging
+from server.repository.control import ControlMode
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,10 +59,43 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="PEM CA bundle: require client certificates signed by it (mutual TLS)",
     )
+    _lifecycle_arguments(p)
+
+
+def _lifecycle_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model-control-mode",
+        choices=[mode.value for mode in ControlMode],
+        default=ControlMode.NONE.value,
+        help="none (default): load every model at start; poll: also rescan the repository and"
+        " load, reload or unload what changed; explicit: load only --load-model models and"
+        " what clients load through the repository RPCs",
+    )
+    p.add_argument(
+        "--repository-poll-secs",
+        type=float,
+        default=5.0,
+        help="seconds between rescans in poll mode (default 5)",
+    )
+    p.add_argument(
+        "--load-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="explicit mode: a model to load at start (repeatable; '*' loads every model)",
+    )
+
+
+def _lifecycle_problem(args: argparse.Namespace) -> str | None:
+    if args.load_model and args.model_control_mode != ControlMode.EXPLICIT.value:
+        return "--load-model needs --model-control-mode explicit"
+    if not args.repository_poll_secs > 0:
+        return "--repository-poll-secs must be more than 0"
+    return None
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    problem = _tls_problem(args)
+    problem = _tls_problem(args) or _lifecycle_problem(args)
     if problem:
         print(f"onnxserve serve: {problem}", file=sys.stderr)
         return 2
@@ -77,6 +111,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         log_slow_ms=args.log_slow_ms,
+        model_control_mode=ControlMode(args.model_control_mode),
+        repository_poll_secs=args.repository_poll_secs,
+        load_models=tuple(args.load_model),
     )
     try:
         asyncio.run(serve(settings))

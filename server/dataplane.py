@@ -6,13 +6,19 @@ logic of its own beyond that.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from server.errors import NotFoundError, UnavailableError
 from server.inference import InferenceRequest
 from server.model import ModelVersion
 from server.observability.statistics import Statistics, VersionStatistics
+from server.repository.control import RepositoryControl
 from server.repository.manager import ModelRepositoryManager
+from server.repository.states import VersionStatus
 
 SERVER_NAME = "onnxserve"
 SERVER_VERSION = "0.1.0"
@@ -20,13 +26,24 @@ SERVER_VERSION = "0.1.0"
 
 class DataPlane:
     def __init__(
-        self, manager: ModelRepositoryManager, statistics: Statistics | None = None
+        self,
+        manager: ModelRepositoryManager,
+        statistics: Statistics | None = None,
+        control: RepositoryControl | None = None,
     ) -> None:
         self.manager = manager
+        # Model control mode and the repository operations (index, load, unload).
+        self.control = control or RepositoryControl(manager)
         # The frontend reports each request's outcome here (statistics.on_request).
         self.statistics = statistics or Statistics()
         self.accepting = True  # False once shutdown begins: readiness turns off first
+        self.stopping = asyncio.Event()  # set with accepting = False: open streams wind down
         self.started = False  # True once the models that load at start have been tried
+
+    def stop_accepting(self) -> None:
+        """Shutdown begins: readiness turns off and open streams finish what they hold."""
+        self.accepting = False
+        self.stopping.set()
 
     def live(self) -> bool:
         return True
@@ -42,6 +59,21 @@ class DataPlane:
 
     def ready_versions(self, name: str) -> list[str]:
         return [str(m.version) for m in self.manager.served_versions() if m.name == name]
+
+    def repository_index(
+        self, ready_only: bool = False, repository: str = ""
+    ) -> list[VersionStatus]:
+        return self.control.index(ready_only, repository)
+
+    async def load_model(
+        self, name: str, parameters: Mapping[str, Any], repository: str = ""
+    ) -> None:
+        await self.control.load(name, parameters, repository)
+
+    async def unload_model(
+        self, name: str, parameters: Mapping[str, Any], repository: str = ""
+    ) -> None:
+        await self.control.unload(name, parameters, repository)
 
     async def infer(self, request: InferenceRequest) -> tuple[ModelVersion, dict[str, np.ndarray]]:
         model = self.manager.get(request.model_name, request.model_version)

@@ -19,6 +19,7 @@ from server.errors import InferenceServerError, InvalidArgumentError, Unimplemen
 from server.grpc import codec
 from server.grpc.config_proto import PLATFORM, to_proto
 from server.grpc.generated import grpc_service_pb2 as pb
+from server.grpc.repository_proto import index_to_proto, parameters_from_proto
 from server.grpc.statistics_proto import to_proto as statistics_to_proto
 from server.grpc.status import code_for
 from server.grpc.stream import stream_handler
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 
 # Protocol extensions this server implements, as ServerMetadata reports them.
-EXTENSIONS = ["model_configuration", "parameters", "statistics"]
+EXTENSIONS = ["model_configuration", "parameters", "statistics", "model_repository"]
 
 Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 # Told how each call ended: (request, or None if it did not parse; response, or None; status
@@ -122,6 +123,26 @@ class InferenceServicer:
         self, request: pb.ModelStatisticsRequest, context: Any
     ) -> pb.ModelStatisticsResponse:
         return statistics_to_proto(self.dataplane.model_statistics(request.name, request.version))
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Any
+    ) -> pb.RepositoryIndexResponse:
+        statuses = self.dataplane.repository_index(request.ready, request.repository_name)
+        return index_to_proto(statuses)
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        parameters = parameters_from_proto(request.parameters)
+        await self.dataplane.load_model(request.model_name, parameters, request.repository_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        parameters = parameters_from_proto(request.parameters)
+        await self.dataplane.unload_model(request.model_name, parameters, request.repository_name)
+        return pb.RepositoryModelUnloadResponse()
 
     def stream_handler(self) -> grpc.RpcMethodHandler:
         # ModelStreamInfer works on raw bytes both ways, so it brings its own handler.
