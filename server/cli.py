@@ -9,8 +9,11 @@ from pathlib import Path
 
 from clients import cli as client_cli
 from server.app import Settings, serve
+from server.check import check_repository
 from server.errors import ConfigError, ListenError
+from server.grpc.triton_config import TRITON_FORMAT
 from server.observability.logs import FORMATS, LEVELS, configure_logging
+from server.repository.configs import ConfigSource
 from server.repository.control import ControlMode
 
 
@@ -94,6 +97,22 @@ def _lifecycle_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _check_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check",
+        help="validate every model of a repository without serving: prints each completed"
+        " config and every problem; exits 1 on any problem",
+    )
+    p.add_argument("--model-repository", type=Path, required=True, help="the models folder")
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    # Problems are printed; warnings (e.g. a provider this machine lacks) go to stderr.
+    configure_logging("WARNING", "text")
+    problems = check_repository(args.model_repository, ConfigSource(TRITON_FORMAT), sys.stdout)
+    return 1 if problems else 0
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     problem = _tls_problem(args) or _lifecycle_problem(args)
     if problem:
@@ -138,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="onnxserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
-    commands = {"serve": _run_serve, **client_cli.register(sub)}
+    _check_parser(sub)
+    commands = {"serve": _run_serve, "check": _run_check, **client_cli.register(sub)}
     args = parser.parse_args(argv)
     return commands[args.command](args)
 
