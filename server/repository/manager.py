@@ -128,7 +128,12 @@ class ModelRepositoryManager:
         if self._closing:
             raise UnavailableError("the server is shutting down")
         async with self._lock_for(name):
-            return await self._load(name, config, keep_unchanged)
+            try:
+                return await self._load(name, config, keep_unchanged)
+            except OSError as error:  # e.g. a folder the server may not read: never fatal
+                entry = self._models.setdefault(name, _ModelEntry())
+                reason = f"cannot read {self.repository / name}: {error}"
+                return [self._fail(entry, name, None, reason)]
 
     async def unload_model(self, name: str, *, forget: bool = False) -> None:
         """Stops serving the model; requests already queued or running finish first.

@@ -184,3 +184,22 @@ def test_warm_up_runs_before_the_version_is_ready(
 
     asyncio.run(main())
     assert seen == [("LOADING", (3, 1))] * 2  # once per instance, with the sample's batch size
+
+
+def test_an_unreadable_folder_is_a_failure_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_versioned(tmp_path, versions=(1,))
+
+    def refuse(model_dir: Path) -> list[int]:
+        raise PermissionError(13, "Permission denied", str(model_dir))
+
+    monkeypatch.setattr("server.repository.manager.list_versions", refuse)
+
+    async def scenario(manager: ModelRepositoryManager) -> None:
+        failures = await manager.load_model("versioned")
+        assert len(failures) == 1 and "Permission denied" in failures[0]
+        state, reason = states(manager)[None]
+        assert state == "UNAVAILABLE" and reason.startswith("cannot read")
+
+    run(tmp_path, scenario)
