@@ -4,7 +4,8 @@ Each message takes the same path as a unary ModelInfer (parse -> decode -> data 
 but the requests of one stream run concurrently, so the batcher sees them together, and each
 response leaves as soon as it is ready, matched to its request by `id`. A failed request is
 answered in-band (`error_message`, plus the request's `id` as Triton does) and the stream stays
-open. When the client goes away, every request the stream still holds is cancelled.
+open. When the client goes away, every request the stream still holds is cancelled. When the
+server shuts down, a stream stops reading, answers what it has read, and ends with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -51,13 +52,26 @@ async def _serve(
     tasks: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     reader = loop.create_task(_read(dataplane, requests, responses, tasks, slots))
+    # Shutdown stops the reading, so an idle stream cannot hold the server for its whole grace.
+    stopping = loop.create_task(dataplane.stopping.wait())
+    stopping.add_done_callback(lambda _: reader.cancel())
     try:
         while (response := await responses.get()) is not None:
             yield response
             slots.release()  # written: this request no longer counts against the stream
-        await reader  # re-raises what stopped the reader, if anything did
+        await asyncio.wait({reader})
+        if not reader.cancelled():
+            reader.result()  # re-raises what stopped the reader, if anything did
+            return
+        # Shutdown: answer what was already read, then send the client elsewhere.
+        if tasks:
+            await asyncio.wait(set(tasks))
+        while not responses.empty():
+            yield responses.get_nowait()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
     finally:
         # Normal end, client gone or server stopping: nothing of this stream may outlive it.
+        stopping.cancel()
         reader.cancel()
         for task in tasks:
             task.cancel()

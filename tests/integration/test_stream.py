@@ -4,6 +4,7 @@ deadlines, and a client that goes away."""
 from __future__ import annotations
 
 import queue
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +209,25 @@ def test_a_client_that_goes_away_releases_its_queued_requests(
         assert time.monotonic() - sent < SLOW_MS / 1000, "queue still full: stream not released"
         time.sleep(0.05)
     assert time.monotonic() - sent < SLOW_MS / 1000
+
+
+def test_shutdown_answers_what_a_stream_read_then_ends_it(start_server, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    build_double(repo)
+    build_slow(repo, milliseconds=500)
+    # A grace far longer than the test allows: an open stream must not hold the server for it.
+    server = start_server(repo, "--shutdown-timeout", "120")
+    with grpc.insecure_channel(server.address) as channel:
+        send, responses = open_stream(channel)
+        send(request("slow", {"INPUT0": np.ones((1, 2), np.float32)}, "held"))
+        send(double_request(1.0, "probe"))
+        assert next(responses).infer_response.id == "probe"  # so "held" was read before it
+
+        server.signal(signal.SIGTERM)
+        held = next(responses)
+        assert (held.infer_response.id, held.error_message) == ("held", "")
+        with pytest.raises(grpc.RpcError) as raised:
+            next(responses)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert raised.value.details() == "the server is shutting down"
+    assert server.process.wait(timeout=60) == 0
