@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
+from server.dataplane import SERVER_NAME, SERVER_VERSION
 from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from server.grpc.generated import model_config_pb2 as mc
@@ -73,8 +74,8 @@ def test_model_ready(stub: Stub, name: str, version: str, ready: bool) -> None:
 
 def test_server_metadata(stub: Stub) -> None:
     metadata = stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=TIMEOUT)
-    assert metadata.name == "onnxserve"
-    assert metadata.version == "0.1.0"
+    assert (metadata.name, metadata.version) == (SERVER_NAME, SERVER_VERSION)
+    assert SERVER_NAME == "onnxserve"
     extensions = set(metadata.extensions)
     assert {"model_configuration", "parameters"} <= extensions
     # Shared memory is refused, so it must not be reported.
