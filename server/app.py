@@ -15,6 +15,7 @@ from server.grpc.triton_config import TRITON_FORMAT
 from server.observability.http import MetricsServer, on_loop, start_metrics_server
 from server.observability.metrics import build_registry, take_snapshot
 from server.observability.statistics import Statistics
+from server.ports import check_can_listen
 from server.repository.configs import ConfigSource
 from server.repository.control import ControlMode, RepositoryControl
 from server.repository.manager import ModelRepositoryManager
@@ -59,6 +60,8 @@ class InferenceServer:
         )
         self.dataplane = DataPlane(self.manager, self.statistics, self.control)
         self._metrics: MetricsServer | None = None
+        # The metrics port opens after gRPC starts; a taken one must fail before anything runs.
+        check_can_listen(settings.host, settings.metrics_port)
         self._grpc, self.grpc_port = build_grpc_server(
             self.dataplane,
             settings.host,

@@ -8,25 +8,31 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from server.grpc.generated import grpc_service_pb2 as pb
 from tests.harness import ServerProcess
 
 
-def serve(repository: Path, port: int) -> subprocess.CompletedProcess[str]:
+def serve(
+    repository: Path, grpc_port: int, metrics_port: int = 0
+) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable, "-m", "server", "serve",
         "--model-repository", str(repository),
-        "--host", "127.0.0.1", "--grpc-port", str(port), "--metrics-port", "0",
+        "--host", "127.0.0.1",
+        "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
-def test_port_held_by_another_program(tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", ["grpc", "metrics"])
+def test_port_held_by_another_program(tmp_path: Path, which: str) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = serve(tmp_path, port)
+        result = serve(tmp_path, port) if which == "grpc" else serve(tmp_path, 0, port)
     assert result.returncode == 1
     assert result.stderr == f"onnxserve: cannot listen on 127.0.0.1:{port}: address in use?\n"
     assert result.stdout == ""
