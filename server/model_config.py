@@ -529,7 +529,18 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.SequenceNo
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
 
+# YAML 1.1 line breaks besides \n and \r. PyYAML writes them raw inside single quotes, where
+# reading folds them (\x85 came back as a space); double quotes escape them instead.
+_UNICODE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = '"' if any(c in data for c in _UNICODE_BREAKS) else None  # escaped as \N, \L, \P
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
 _Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(str, _represent_str)
 
 
 def dump_yaml(config: ModelConfig) -> str:
