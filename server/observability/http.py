@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
+
+from server.errors import ListenError
 
 T = TypeVar("T")
 
@@ -39,7 +42,12 @@ class MetricsServer:
 
 def start_metrics_server(host: str, port: int, registry: CollectorRegistry) -> MetricsServer:
     """Serves `registry` at http://host:port/metrics; port 0 lets the OS choose (see .port)."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:  # reported in one line, like the gRPC port
+            raise ListenError(host, port) from None
+        raise
     return MetricsServer(server, thread)
 
 

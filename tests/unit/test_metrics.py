@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.errors import ListenError
 from server.observability.http import on_loop, start_metrics_server
 from server.observability.metrics import MetricsSnapshot, build_registry
 from server.observability.statistics import Statistics
@@ -139,3 +140,12 @@ def test_the_endpoint_takes_its_snapshot_on_the_loop() -> None:
         loop.close()
     assert seen == [thread]
     assert get(samples, "onnxserve_executions_total", model="m", version="2") == 2
+
+
+def test_a_taken_port_is_a_listen_error() -> None:
+    first = start_metrics_server("127.0.0.1", 0, build_registry(snapshot))
+    try:
+        with pytest.raises(ListenError):
+            start_metrics_server("127.0.0.1", first.port, build_registry(snapshot))
+    finally:
+        first.stop()
