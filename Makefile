@@ -35,5 +35,12 @@ examples: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[examples]'
 	$(BIN)/python tools/build_example_models.py
 
+# Drives the real server with Triton's perf_analyzer (bench/setup.sh installs it into
+# bench/.venv-perf; without it bench/run.py falls back to grpc.aio) and prints markdown tables.
+# Results land in bench/results/. Extra options: make bench BENCH_ARGS="--models tabular".
+bench: $(STAMP)
+	bash bench/setup.sh || echo "bench: perf_analyzer unavailable, using the grpc.aio load generator"
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache
