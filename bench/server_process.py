@@ -59,7 +59,10 @@ class BenchServer:
             *self.args,
         ]  # fmt: skip
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in __exit__
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        # Not run from the checkout, so `-m server` imports the installed package (or PYTHONPATH).
+        self._process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.log_path.parent
+        )
         self._wait_ready(60.0)
         return self
 

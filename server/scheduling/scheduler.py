@@ -14,7 +14,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -31,6 +30,7 @@ from server.scheduling.observer import ExecutionTimes, NullObserver, SchedulerOb
 from server.scheduling.payload import merge_inputs, output_names_for, split_outputs
 from server.scheduling.pending import PendingRequest, RequestState
 from server.scheduling.policy import BatchPolicy
+from server.scheduling.worker import InstanceThread
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class Scheduler:
         self._observer = observer or NullObserver()
         self._idle: list[Instance] = list(instances)
         self._instance_count = len(instances)
-        self._executor = ThreadPoolExecutor(len(instances), thread_name_prefix=f"run-{model}")
+        self._instances = tuple(instances)
+        # id(instance) -> the thread that runs its batches; made by start(), ended by close().
+        self._threads: dict[int, InstanceThread] = {}
         self._queue: deque[PendingRequest] = deque()
         self._queued = 0  # requests in state QUEUED; the queue may also hold dead entries
         self._executing: set[asyncio.Task[None]] = set()
@@ -87,6 +89,10 @@ class Scheduler:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._threads = {
+            id(instance): InstanceThread(f"run-{self.model}-{n}")
+            for n, instance in enumerate(self._instances)
+        }
         self._loop_task = self._loop.create_task(self._run(), name=f"scheduler-{self.model}")
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
@@ -139,7 +145,8 @@ class Scheduler:
                 self._fail_queued(UnavailableError(f"model '{self.model}' was unloaded"))
         if self._executing:
             await asyncio.wait(set(self._executing), timeout=timeout)
-        self._executor.shutdown(wait=False)
+        for thread in self._threads.values():
+            thread.stop()
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -222,8 +229,13 @@ class Scheduler:
             p.compute_start = start
             p.batch_rows = rows
         try:
-            results, times = await self._loop.run_in_executor(  # type: ignore[union-attr]
-                self._executor, self._run_batch, instance, batch, rows
+            thread = self._threads[id(instance)]
+            results, times = await thread.submit(
+                self._loop,  # type: ignore[arg-type]
+                self._run_batch,
+                instance,
+                batch,
+                rows,
             )
         except InferenceServerError as error:
             self._finish_all(batch, error)
