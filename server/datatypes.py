@@ -42,11 +42,15 @@ BY_CONFIG_ENUM: dict[str, Datatype] = {d.config_enum: d for d in _TABLE}
 NAMES: tuple[str, ...] = tuple(d.name for d in _TABLE)
 
 
+# Looked up for every input and output of every request: a dict, not a scan of the table.
+_BY_NUMPY: dict[np.dtype, Datatype] = {d.numpy: d for d in _TABLE if d.name != "BYTES"}
+
+
 def from_numpy(dtype: np.dtype) -> Datatype:
     """The protocol datatype of a numpy dtype (str/bytes/object arrays map to BYTES)."""
+    found = _BY_NUMPY.get(dtype)
+    if found is not None:
+        return found
     if dtype.kind in "OSU":
         return BY_NAME["BYTES"]
-    for d in _TABLE:
-        if d.numpy == dtype:
-            return d
     raise ValueError(f"numpy dtype {dtype} has no protocol datatype")

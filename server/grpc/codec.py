@@ -201,23 +201,14 @@ def encode_bytes(array: np.ndarray) -> bytes:
 def encode_response(
     model_name: str, model_version: str, request_id: str, outputs: dict[str, np.ndarray]
 ) -> pb.ModelInferResponse:
-    tensors = []
-    raw = []
+    response = pb.ModelInferResponse(
+        model_name=model_name, model_version=model_version, id=request_id
+    )
+    # Filled in place: building each InferOutputTensor apart and copying it in costs more.
+    add_tensor = response.outputs.add
+    raw = response.raw_output_contents
     for name, array in outputs.items():
         datatype = datatypes.from_numpy(array.dtype)
-        tensors.append(
-            pb.ModelInferResponse.InferOutputTensor(
-                name=name, datatype=datatype.name, shape=array.shape
-            )
-        )
-        if datatype.name == "BYTES":
-            raw.append(encode_bytes(array))
-        else:
-            raw.append(array.tobytes())
-    return pb.ModelInferResponse(
-        model_name=model_name,
-        model_version=model_version,
-        id=request_id,
-        outputs=tensors,
-        raw_output_contents=raw,
-    )
+        add_tensor(name=name, datatype=datatype.name, shape=array.shape)
+        raw.append(encode_bytes(array) if datatype.name == "BYTES" else array.tobytes())
+    return response
