@@ -151,7 +151,7 @@ class SessionSchema(_Schema):
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     execution_mode: Literal["sequential", "parallel"] = "sequential"
     enable_cpu_mem_arena: Bool = True
-    enable_mem_pattern: Bool = True
+    enable_mem_pattern: Bool = False  # see SessionConfig
     arena_extend_strategy: Literal["next_power_of_two", "same_as_requested"] = "next_power_of_two"
 
 

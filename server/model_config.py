@@ -49,7 +49,8 @@ class SessionConfig:
     graph_optimization_level: str = "all"  # disable | basic | extended | all
     execution_mode: str = "sequential"  # sequential | parallel
     enable_cpu_mem_arena: bool = True
-    enable_mem_pattern: bool = True
+    # Off: ORT plans memory per input shape, so varying batch sizes grew RSS by half (README).
+    enable_mem_pattern: bool = False
     arena_extend_strategy: str = "next_power_of_two"  # next_power_of_two | same_as_requested
 
 

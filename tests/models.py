@@ -24,6 +24,9 @@ Models (all CPU, opset 17, IR version 8):
   slow         INPUT0 FP32 -> OUTPUT0 = INPUT0, after a fixed amount of single-threaded work
                whatever the batch size (see build_slow for the timings).
   versioned    version v: INPUT0 FP32 -> OUTPUT0 = INPUT0 + v.
+  wide         INPUT0 FP32 [-1] -> OUTPUT0 FP32 [-1]: per value, the sum of tanh over `width`
+               scaled copies; its intermediates are `width` times the input, so ONNX
+               Runtime's memory use follows the request's shape.
   broken       garbage bytes in model.onnx with a valid config.
 """
 
@@ -427,6 +430,49 @@ def build_versioned(
             repo_dir, name, version, config, addend=float(version), dims=dims
         )
     return model_dir
+
+
+def build_wide(
+    repo_dir: Path,
+    name: str = "wide",
+    version: int = 1,
+    config: Mapping[str, Any] | None = None,
+    *,
+    width: int = 256,
+) -> Path:
+    """OUTPUT0[b, i] = sum_k tanh(INPUT0[b, i] * scale[k]) over `width` scales in [0.5, 1.5].
+
+    Memory-heavy and cheap: a [rows, n] request makes [rows, n, width] FP32 intermediates
+    (32 MiB for 16 x 2048 at the default width), so allocator behaviour under varying batch
+    sizes and lengths shows in the server's RSS. Default config: max_batch_size 16, dynamic
+    batching without delay.
+    """
+    scales = np.linspace(0.5, 1.5, width).astype(np.float32)
+    nodes = [
+        helper.make_node("Unsqueeze", ["INPUT0", "last_axis"], ["column"]),
+        helper.make_node("Mul", ["column", "scales"], ["scaled"]),  # broadcasts to [.., width]
+        helper.make_node("Tanh", ["scaled"], ["bent"]),
+        helper.make_node("ReduceSum", ["bent", "last_axis"], ["OUTPUT0"], keepdims=0),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array([2], np.int64), "last_axis"),
+        numpy_helper.from_array(scales, "scales"),
+    ]
+    model = make_model(
+        nodes,
+        [tensor("INPUT0", "FP32", [-1])],
+        [tensor("OUTPUT0", "FP32", [-1])],
+        initializers,
+        name,
+    )
+    defaults = {
+        "backend": "onnxruntime",
+        "max_batch_size": 16,
+        "inputs": [tensor_config("INPUT0", "FP32", [-1])],
+        "outputs": [tensor_config("OUTPUT0", "FP32", [-1])],
+        "dynamic_batching": {"max_queue_delay_microseconds": 0},
+    }
+    return write_model(repo_dir, name, version, model, _merge(defaults, config))
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +39,10 @@ _EXECUTION_MODES = {
     "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
     "parallel": ort.ExecutionMode.ORT_PARALLEL,
 }
-_ARENA_STRATEGY = {"next_power_of_two": "0", "same_as_requested": "1"}
+# ORT's ArenaExtendStrategy values.
+_ARENA_STRATEGY = {"next_power_of_two": 0, "same_as_requested": 1}
+_shared_arena_lock = threading.Lock()
+_shared_arena = False  # registered with ORT's environment, once per process
 
 
 class OrtInstance:
@@ -96,7 +100,28 @@ def session_options(session: SessionConfig, instance_count: int) -> ort.SessionO
     options.enable_cpu_mem_arena = session.enable_cpu_mem_arena
     options.enable_mem_pattern = session.enable_mem_pattern
     options.log_severity_level = 3  # warnings from ORT's graph optimizer are noise to operators
+    if session.enable_cpu_mem_arena and session.arena_extend_strategy == "same_as_requested":
+        _use_shared_arena(options)
     return options
+
+
+def _use_shared_arena(options: ort.SessionOptions) -> None:
+    """Points the session at one process-wide CPU arena that grows by what is requested.
+
+    A session's own CPU arena always grows by powers of two: the Python API sets another
+    strategy only on an arena registered with ORT's environment, which the sessions of every
+    model configured with same_as_requested then share.
+    """
+    global _shared_arena
+    with _shared_arena_lock:  # models load in worker threads, possibly side by side
+        if not _shared_arena:
+            info = ort.OrtMemoryInfo(
+                "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+            )
+            strategy = _ARENA_STRATEGY["same_as_requested"]
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, strategy, -1, -1))
+            _shared_arena = True
+    options.add_session_config_entry("session.use_env_allocators", "1")
 
 
 def create_instances(

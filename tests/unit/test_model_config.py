@@ -56,7 +56,7 @@ session:
   graph_optimization_level: all
   execution_mode: sequential
   enable_cpu_mem_arena: true
-  enable_mem_pattern: true
+  enable_mem_pattern: false
   arena_extend_strategy: next_power_of_two
 instance_group: {count: 1, kind: auto}
 dynamic_batching:
