@@ -8,6 +8,7 @@ good ones must get exact answers; the server must stay live and its memory bound
 
 from __future__ import annotations
 
+import queue
 import random
 import struct
 from concurrent.futures import Future
@@ -23,6 +24,7 @@ from tests import models
 from tests.harness import ServerProcess
 from tests.integration.hostile import (
     OUR_FAULTS,
+    SERVICE,
     assert_outputs,
     double_request,
     memory_kib,
@@ -441,3 +443,57 @@ def test_model_version_text_is_read_as_plain_digits(server: ServerProcess) -> No
             metadata(request, timeout=10)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert "\u00b2" in caught.value.details()
+
+
+def test_malformed_stream_messages_get_in_band_errors_on_an_open_stream(
+    server: ServerProcess,
+) -> None:
+    """The same hostile bytes as ModelStreamInfer messages: each one is answered in-band with a
+    client error, good requests between them are exact, and the stream stays open throughout."""
+    rng = np.random.default_rng(SEED + 1)
+    rnd = random.Random(SEED + 1)
+    malformed = [raw for _, rpc, raw in crafted_cases(rng) if rpc == "ModelInfer"]
+    template = double_request(rng, 2)[0].SerializeToString()
+    malformed += [template[:i] for i in rnd.sample(range(1, len(template)), 20)]
+    malformed += [rnd.randbytes(rnd.randint(0, 200)) for _ in range(30)]
+
+    outbox: queue.Queue[bytes | None] = queue.Queue()
+    expected: dict[str, dict[str, np.ndarray]] = {}
+    for n, raw in enumerate(malformed):
+        outbox.put(raw)
+        if n % GOOD_EVERY == 0:
+            request, outputs = double_request(rng, int(rng.integers(1, 9)))
+            request.id = f"good-{n}"
+            expected[request.id] = outputs
+            outbox.put(request.SerializeToString())
+    sent = len(malformed) + len(expected)
+
+    with grpc.insecure_channel(server.address) as channel:
+        call = channel.stream_stream(
+            SERVICE + "ModelStreamInfer",
+            request_serializer=None,
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )(iter(outbox.get, None), timeout=120)
+        failures, errors, answered = [], 0, set()
+        for count, response in enumerate(call, start=1):
+            infer = response.infer_response
+            if response.error_message:
+                errors += 1
+                code = infer.parameters["error_code"].string_param
+                if code in ("UNKNOWN", "INTERNAL", "") or infer.id.startswith("good-"):
+                    failures.append(f"{infer.id!r}: {code} {response.error_message}")
+            else:
+                assert_outputs(infer, expected[infer.id])
+                answered.add(infer.id)
+            if count == sent:
+                # Everything was answered on the open stream; one more good one, then close.
+                last, outputs = double_request(rng, 3)
+                last.id = "last"
+                expected["last"] = outputs
+                outbox.put(last.SerializeToString())
+            elif count == sent + 1:
+                outbox.put(None)
+        assert call.code() == grpc.StatusCode.OK
+    assert not failures, "\n".join(failures)
+    assert errors == len(malformed)
+    assert answered == set(expected)
