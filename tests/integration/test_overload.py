@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -177,3 +179,44 @@ def test_a_cancellation_storm_leaks_no_slot_and_runs_nothing_cancelled(
         assert burst_against_busy_instance(stub, 4) == (STORM_QUEUE, 4)
         grown = (memory_kib(pid)["VmRSS"] - memory_before) / 1024
         assert grown < 32, f"RSS grew by {grown:.0f} MiB over the storm"
+
+
+def test_streams_that_go_away_release_everything(server: ServerProcess) -> None:
+    """60 streams each queue requests on the storm model and are dropped at random moments:
+    afterwards every queue slot is free exactly once, nothing left behind runs, memory is back."""
+    rnd = random.Random(11)
+    pid = server_pid(server)
+    done_sending = threading.Event()
+
+    def held_open(stream: int) -> Iterator[pb.ModelInferRequest]:
+        # Eight requests, then the stream stays open without more: the client never says done.
+        for i in range(8):
+            yield request("storm", stream * 100 + i)
+        done_sending.wait(60)
+
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        open_stream = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )
+        memory_before = memory_kib(pid)["VmRSS"]
+        try:
+            calls = [open_stream(held_open(s), timeout=60) for s in range(60)]
+            cancel_at = sorted((rnd.uniform(0, 1.5), n) for n in range(len(calls)))
+            start = time.monotonic()
+            for at, n in cancel_at:
+                time.sleep(max(0.0, start + at - time.monotonic()))
+                calls[n].cancel()
+            for call in calls:
+                with pytest.raises(grpc.RpcError):
+                    list(call)
+                assert call.code() == grpc.StatusCode.CANCELLED
+        finally:
+            done_sending.set()
+
+        assert lone_latency(stub, "storm", runs=1) < STORM_MS / 1000 * 3
+        assert burst_against_busy_instance(stub, 4) == (STORM_QUEUE, 4)
+        grown = (memory_kib(pid)["VmRSS"] - memory_before) / 1024
+        assert grown < 32, f"RSS grew by {grown:.0f} MiB over the abandoned streams"
