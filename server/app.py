@@ -37,6 +37,8 @@ class Settings:
     tls_client_ca: Path | None = None
     # Requests slower than this (queue + compute, in ms) are logged with their timings; 0: off.
     log_slow_ms: float = 0.0
+    # Ready only while every model loaded at start serves (Triton's --strict-readiness).
+    strict_readiness: bool = True
     # Which models load, and when (server/repository/control.py); names as in Triton.
     model_control_mode: ControlMode = ControlMode.NONE
     repository_poll_secs: float = 5.0
@@ -58,7 +60,9 @@ class InferenceServer:
             settings.repository_poll_secs,
             settings.load_models,
         )
-        self.dataplane = DataPlane(self.manager, self.statistics, self.control)
+        self.dataplane = DataPlane(
+            self.manager, self.statistics, self.control, settings.strict_readiness
+        )
         self._metrics: MetricsServer | None = None
         # The metrics port opens after gRPC starts; a taken one must fail before anything runs.
         check_can_listen(settings.host, settings.metrics_port)
@@ -83,9 +87,14 @@ class InferenceServer:
         )
         log.info("metrics listening on %s:%d", self.settings.host, self._metrics.port)
         await self.control.start()
-        self.dataplane.started = True
+        self.dataplane.finish_startup(self.manager.model_names())
         ready = sorted({m.name for m in self.manager.served_versions()})
-        log.info("ready: serving %d model(s): %s", len(ready), ", ".join(ready) or "none")
+        log.info(
+            "startup finished: serving %d model(s): %s; server %s",
+            len(ready),
+            ", ".join(ready) or "none",
+            "ready" if self.dataplane.ready() else "not ready (a model loaded at start failed)",
+        )
 
     async def shutdown(self) -> None:
         """Stop accepting -> finish in-flight and queued requests (bounded) -> release models."""

@@ -62,7 +62,24 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="PEM CA bundle: require client certificates signed by it (mutual TLS)",
     )
+    p.add_argument(
+        "--strict-readiness",
+        type=_yes_no,
+        default=True,
+        metavar="true|false",
+        help="true (default, as Triton): the server is ready only while every model loaded at"
+        " start has a ready version; false: ready once the start-up load has finished",
+    )
     _lifecycle_arguments(p)
+
+
+def _yes_no(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _lifecycle_arguments(p: argparse.ArgumentParser) -> None:
@@ -130,6 +147,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         log_slow_ms=args.log_slow_ms,
+        strict_readiness=args.strict_readiness,
         model_control_mode=ControlMode(args.model_control_mode),
         repository_poll_secs=args.repository_poll_secs,
         load_models=tuple(args.load_model),

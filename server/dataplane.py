@@ -30,6 +30,7 @@ class DataPlane:
         manager: ModelRepositoryManager,
         statistics: Statistics | None = None,
         control: RepositoryControl | None = None,
+        strict_readiness: bool = False,
     ) -> None:
         self.manager = manager
         # Model control mode and the repository operations (index, load, unload).
@@ -39,6 +40,13 @@ class DataPlane:
         self.accepting = True  # False once shutdown begins: readiness turns off first
         self.stopping = asyncio.Event()  # set with accepting = False: open streams wind down
         self.started = False  # True once the models that load at start have been tried
+        self.strict_readiness = strict_readiness
+        self._startup_models: frozenset[str] = frozenset()
+
+    def finish_startup(self, models: list[str]) -> None:
+        """The start-up load is over; strict readiness waits on these models from now on."""
+        self._startup_models = frozenset(models)
+        self.started = True
 
     def stop_accepting(self) -> None:
         """Shutdown begins: readiness turns off and open streams finish what they hold."""
@@ -49,7 +57,13 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        return self.started and self.accepting
+        if not (self.started and self.accepting):
+            return False
+        if not self.strict_readiness:
+            return True
+        # A model unloaded or removed since start no longer counts; one still known must serve.
+        known = set(self.manager.model_names())
+        return all(self.manager.is_ready(n) for n in self._startup_models if n in known)
 
     def model_ready(self, name: str, version: str = "") -> bool:
         return self.manager.is_ready(name, version)
@@ -74,6 +88,8 @@ class DataPlane:
         self, name: str, parameters: Mapping[str, Any], repository: str = ""
     ) -> None:
         await self.control.unload(name, parameters, repository)
+        # An operator's unload is deliberate: it no longer holds strict readiness back.
+        self._startup_models -= {name}
 
     async def infer(self, request: InferenceRequest) -> tuple[ModelVersion, dict[str, np.ndarray]]:
         model = self.manager.get(request.model_name, request.model_version)

@@ -77,7 +77,7 @@ def index(client: triton.InferenceServerClient) -> dict[tuple[str, str], tuple[s
 def test_a_broken_model_at_start_leaves_the_others_serving_until_fixed(
     client: triton.InferenceServerClient, repo: Path
 ) -> None:
-    assert client.is_server_ready()
+    assert not client.is_server_ready()  # strict readiness: a start-up model failed
     assert client.is_model_ready("double")
     assert not client.is_model_ready("broken_at_start")
     state, reason = index(client)[("broken_at_start", "1")]
@@ -85,6 +85,7 @@ def test_a_broken_model_at_start_leaves_the_others_serving_until_fixed(
     build_add_constant(repo, "broken_at_start", addend=7.0)
     wait_for(lambda: client.is_model_ready("broken_at_start"), "the fixed model serves")
     assert add_one(client, "broken_at_start") == 7.0
+    assert client.is_server_ready()
 
 
 def test_a_folder_copied_in_serves_and_a_removed_one_is_gone(

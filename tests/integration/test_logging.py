@@ -44,7 +44,7 @@ def test_json_logs_lifecycle_and_slow_requests(start_server, tmp_path) -> None:
     assert record["total_ms"] >= record["queue_ms"] + record["compute_ms"] - 0.01
     assert record["error"] == ""
     # Nothing else between "ready" and "shutting down": no line per request.
-    start = next(i for i, m in enumerate(messages) if m.startswith("ready: serving"))
+    start = next(i for i, m in enumerate(messages) if m.startswith("startup finished: serving"))
     end = next(i for i, m in enumerate(messages) if m.startswith("shutting down"))
     assert messages[start + 1 : end] == [record["message"]]
     assert messages[-1] == "shutdown complete"

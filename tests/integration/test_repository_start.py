@@ -59,11 +59,23 @@ def stub(server: ServerProcess) -> Iterator[Stub]:
         yield server.stub(channel)
 
 
-def test_server_is_ready_with_the_good_models(server: ServerProcess, stub: Stub) -> None:
-    assert stub.ServerReady(pb.ServerReadyRequest(), timeout=TIMEOUT).ready
+def test_the_good_models_serve_but_strict_readiness_holds_the_server(
+    server: ServerProcess, stub: Stub
+) -> None:
     for name in GOOD:
         assert stub.ModelReady(pb.ModelReadyRequest(name=name), timeout=TIMEOUT).ready, name
-    assert f"ready: serving 3 model(s): {', '.join(GOOD)}" in server.logs()
+    assert not stub.ServerReady(pb.ServerReadyRequest(), timeout=TIMEOUT).ready
+    assert f"startup finished: serving 3 model(s): {', '.join(GOOD)}; server not ready" in (
+        server.logs()
+    )
+
+
+def test_without_strict_readiness_the_server_is_ready(
+    repo: Path, start_server: Callable[..., ServerProcess]
+) -> None:
+    server = start_server(repo, "--strict-readiness", "false")
+    with server.channel() as channel:
+        assert server.stub(channel).ServerReady(pb.ServerReadyRequest(), timeout=TIMEOUT).ready
 
 
 @pytest.mark.parametrize("name", BROKEN)
