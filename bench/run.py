@@ -13,6 +13,7 @@ bench/results/<time>/ (repositories, logs, report.md, results.json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -171,14 +172,25 @@ def main(argv: list[str] | None = None) -> int:
     print(header, flush=True)
     cells: list[Cell] = []
     for model in args.models:
-        for batching in args.batching:
-            repo = build_repository(model, batching, out / "repos")
-            log = out / f"server-{model}-{batching}.log"
-            with BenchServer(repo, log, *args.server_arg) as server:
-                for concurrency in args.concurrency:
+        # Both servers of a model run side by side (an idle one costs nothing) and the cells
+        # alternate between them, so an on/off pair is measured minutes apart at most.
+        with contextlib.ExitStack() as stack:
+            servers = {
+                batching: stack.enter_context(
+                    BenchServer(
+                        build_repository(model, batching, out / "repos"),
+                        out / f"server-{model}-{batching}.log",
+                        *args.server_arg,
+                    )
+                )
+                for batching in args.batching
+            }
+            for concurrency in args.concurrency:
+                for batching, server in servers.items():
                     cell = measure_cell(server, model, batching, concurrency, args)
                     cells.append(cell)
                     print(f"{model} batching {batching} c={concurrency}: {cell.result}", flush=True)
+    cells.sort(key=lambda c: (args.models.index(c.model), c.batching != "off", c.concurrency))
     rows = []
     for model in [] if args.no_ceiling else args.models:
         rows += ceiling.measure(EXAMPLES / model, args.ceiling_batches, args.ceiling_seconds)
