@@ -18,6 +18,7 @@ from server.model import ModelVersion
 from server.observability.statistics import Statistics, VersionStatistics
 from server.repository.control import RepositoryControl
 from server.repository.manager import ModelRepositoryManager
+from server.repository.scanner import parse_version
 from server.repository.states import VersionStatus
 
 SERVER_NAME = "onnxserve"
@@ -121,6 +122,6 @@ class DataPlane:
             return (name, "") if known else ("", "")
         except UnavailableError:
             # The version exists (loading, failed, unloading) or none was named.
-            digits = version.isascii() and version.isdigit()
-            return name, str(int(version)) if digits else ""
+            number = parse_version(version)
+            return name, str(number) if number is not None else ""
         return model.name, model.version_str

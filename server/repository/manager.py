@@ -24,6 +24,7 @@ from server.repository.scanner import (
     fingerprint,
     list_models,
     list_versions,
+    parse_version,
     select_versions,
 )
 from server.repository.states import ModelState, VersionStatus
@@ -77,8 +78,7 @@ class ModelRepositoryManager:
             if entry.latest is None:
                 raise UnavailableError(f"model '{name}' is not ready: {self._reason(entry)}")
             return entry.latest
-        # isdigit() alone admits '²', which int() rejects; a version is plain ASCII digits.
-        number = int(version) if version.isascii() and version.isdigit() else -1
+        number = parse_version(version) or -1
         model = entry.served.get(number)
         if model is None:
             status = entry.statuses.get(number)

@@ -21,13 +21,21 @@ def list_models(repo: Path) -> list[str]:
     )
 
 
+def parse_version(text: str) -> int | None:
+    """A version number written in plain ASCII digits, or None ('²' passes isdigit(), not int())."""
+    if text.isascii() and text.isdigit() and int(text) > 0:
+        return int(text)
+    return None
+
+
 def list_versions(model_dir: Path) -> list[int]:
     """Positive integer subfolders that hold a model file, ascending."""
     versions = []
     if model_dir.is_dir():
         for p in model_dir.iterdir():
-            if p.name.isdigit() and int(p.name) > 0 and (p / MODEL_FILE).is_file():
-                versions.append(int(p.name))
+            version = parse_version(p.name)
+            if version is not None and (p / MODEL_FILE).is_file():
+                versions.append(version)
     return sorted(versions)
 
 
@@ -72,8 +80,9 @@ def fingerprint(model_dir: Path) -> ModelFingerprint | None:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            if entry.name.isdigit() and int(entry.name) > 0:
-                versions.append((int(entry.name), _tree(Path(entry.path))))
+            version = parse_version(entry.name)
+            if version is not None:
+                versions.append((version, _tree(Path(entry.path))))
         elif entry.is_file():
             _add_stat(files, entry.path, entry.name)
     return ModelFingerprint(tuple(files), tuple(versions))

@@ -203,3 +203,15 @@ def test_an_unreadable_folder_is_a_failure_not_a_crash(
         assert state == "UNAVAILABLE" and reason.startswith("cannot read")
 
     run(tmp_path, scenario)
+
+
+def test_version_folders_must_be_plain_ascii_digits(tmp_path: Path) -> None:
+    from server.repository.scanner import list_versions, parse_version
+
+    assert [parse_version(t) for t in ("1", "12", "0", "²", "1a", "", "-1")] == [
+        1, 12, None, None, None, None, None,
+    ]  # fmt: skip
+    for name in ("1", "²", "3"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.onnx").write_bytes(b"")
+    assert list_versions(tmp_path) == [1, 3]
