@@ -58,7 +58,7 @@ def _check_model(model_dir: Path, configs: ConfigSource, out: TextIO) -> tuple[i
     for version in versions:
         title = f"model '{name}' version {version}"
         try:
-            loaded = load_sessions(model_dir, version, single)
+            loaded = load_sessions(model_dir, version, single, configs.describe(model_dir))
         except ConfigError as error:
             _report(out, title, str(error))
             problems += 1

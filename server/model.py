@@ -34,14 +34,19 @@ class LoadedSessions:
     load_seconds: float
 
 
-def load_sessions(model_dir: Path, version: int, config: ModelConfig) -> LoadedSessions:
-    """Creates the sessions, completes the config from the model and warms up. Blocking."""
+def load_sessions(
+    model_dir: Path, version: int, config: ModelConfig, config_source: str
+) -> LoadedSessions:
+    """Creates the sessions, completes the config from the model and warms up. Blocking.
+
+    config_source names where the config came from, for the messages of a config that does
+    not fit the model.
+    """
     start = time.monotonic()
     model_file = model_dir / str(version) / MODEL_FILE
     instances, providers = backend.create_instances(model_file, config, str(model_file))
     signature = backend.read_signature(instances[0], str(model_file))
-    source = str(model_dir / "config.yaml")
-    completed = complete_config(config, signature, source)
+    completed = complete_config(config, signature, config_source)
     for instance in instances:
         backend.warm_up(instance, completed)
     return LoadedSessions(completed, instances, providers, time.monotonic() - start)

@@ -31,14 +31,23 @@ class ConfigSource:
 
     def read(self, model_dir: Path) -> ModelConfig:
         """config.yaml; else the foreign format's file; else the defaults (all from the model)."""
+        foreign = self._foreign_for(model_dir)
+        return foreign.load(model_dir) if foreign else load_model_config(model_dir)
+
+    def describe(self, model_dir: Path) -> str:
+        """The file read() takes the config from, as error messages name it."""
+        foreign = self._foreign_for(model_dir)
+        return str(model_dir / (foreign.file_name if foreign else CONFIG_FILE))
+
+    def _foreign_for(self, model_dir: Path) -> ForeignFormat | None:
         foreign = self.foreign
         if (
             foreign is not None
             and not (model_dir / CONFIG_FILE).is_file()
             and (model_dir / foreign.file_name).is_file()
         ):
-            return foreign.load(model_dir)
-        return load_model_config(model_dir)
+            return foreign
+        return None
 
     def parse_override(self, name: str, text: str) -> ModelConfig:
         """A load request's `config` parameter: JSON in config.yaml's layout or the foreign one."""

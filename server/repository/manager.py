@@ -197,7 +197,9 @@ class ModelRepositoryManager:
             if keep_unchanged and version in entry.served and entry.sources.get(version) == source:
                 entry.statuses[version] = VersionStatus(name, version, ModelState.READY)
                 continue
-            failure = await self._load_version(entry, name, model_dir, version, config, source)
+            failure = await self._load_version(
+                entry, name, model_dir, version, config, source, override is not None
+            )
             if failure is not None:
                 failures.append(failure)
         # Versions the policy dropped drain once every selected version serves, so a broken
@@ -229,6 +231,7 @@ class ModelRepositoryManager:
         version: int,
         config: ModelConfig,
         source: _Source,
+        overridden: bool,
     ) -> str | None:
         """Loads one version beside the one serving and swaps them; returns the failure."""
         current = entry.statuses.get(version)
@@ -236,7 +239,12 @@ class ModelRepositoryManager:
             entry.statuses[version] = VersionStatus(name, version, ModelState.LOADING)
         log.info("model '%s' version %d: loading", name, version)
         try:
-            loaded = await asyncio.to_thread(load_sessions, model_dir, version, config)
+            origin = (
+                f"model '{name}': the load request's config"
+                if overridden
+                else self.configs.describe(model_dir)
+            )
+            loaded = await asyncio.to_thread(load_sessions, model_dir, version, config, origin)
         except ConfigError as error:
             return self._fail(entry, name, version, str(error))
         except Exception as error:  # never let one model stop the others

@@ -215,3 +215,27 @@ def test_version_folders_must_be_plain_ascii_digits(tmp_path: Path) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.onnx").write_bytes(b"")
     assert list_versions(tmp_path) == [1, 3]
+
+
+def test_a_config_that_does_not_fit_the_model_names_the_file_it_came_from(
+    tmp_path: Path,
+) -> None:
+    from server.grpc.triton_config import TRITON_FORMAT
+    from server.repository.configs import ConfigSource
+
+    model_dir = build_add_constant(tmp_path, "from_pbtxt")
+    (model_dir / "config.yaml").unlink()
+    (model_dir / "config.pbtxt").write_text(
+        'max_batch_size: 4\ninput [{ name: "INPUT0", data_type: TYPE_FP64, dims: [1] }]\n'
+    )
+
+    async def main() -> list[str]:
+        manager = ModelRepositoryManager(tmp_path, configs=ConfigSource(TRITON_FORMAT))
+        try:
+            return await manager.load_model("from_pbtxt")
+        finally:
+            await manager.close(5)
+
+    (failure,) = asyncio.run(main())
+    assert f"{model_dir / 'config.pbtxt'}: inputs[0].datatype" in failure, failure
+    assert "config.yaml" not in failure
