@@ -127,6 +127,10 @@ class Scheduler:
             if deadline is None or default < deadline:
                 deadline = default
         if deadline is not None:
+            if deadline <= now:  # a timer due now would fire after the batcher took it
+                raise DeadlineExceededError(
+                    f"model '{self.model}': the request's deadline had passed when it arrived"
+                )
             pending.timer = loop.call_at(deadline, self._expire, pending)
         self._queue.append(pending)
         self._queued += 1

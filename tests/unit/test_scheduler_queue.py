@@ -46,6 +46,23 @@ def test_full_queue_refuses_at_once_and_takes_requests_again_once_drained() -> N
     asyncio.run(main())
 
 
+def test_a_deadline_already_past_is_refused_at_once_and_never_runs() -> None:
+    recorder = Recorder()
+    instance = FakeInstance(recorder)
+
+    async def main() -> None:
+        sched = make_scheduler([instance], policy(1))
+        async with running(sched) as s:
+            past = asyncio.get_running_loop().time() - 0.001
+            with pytest.raises(DeadlineExceededError, match="had passed"):
+                s.enqueue(request(1, deadline=past))
+            assert s.queue_depth == 0
+            check_outputs(request(2), await s.infer(request(2)))
+
+    asyncio.run(main())
+    assert recorder.ran_ids() == [2]
+
+
 @pytest.mark.parametrize("how", ["default_timeout", "request_deadline"])
 def test_timeout_while_queued_answers_deadline_exceeded_and_never_runs(how: str) -> None:
     gate = Gate()
