@@ -40,6 +40,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ClientGoneFilter(logging.Filter):
+    """grpc logs a traceback at ERROR when a client leaves while its reply is being written.
+
+    That is the client's doing, not a fault of ours: it is kept, without the traceback, for
+    DEBUG only, so operators' ERROR lines stay meaningful.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("ExecuteBatchError raised in core"):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info, record.exc_text = None, None
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Replaces the root logger's handlers with one stderr handler in the chosen format."""
     if fmt not in FORMATS:
@@ -51,3 +66,6 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    grpc_core = logging.getLogger("grpc._cython.cygrpc")
+    if not any(isinstance(f, ClientGoneFilter) for f in grpc_core.filters):
+        grpc_core.addFilter(ClientGoneFilter())

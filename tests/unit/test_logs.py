@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from server.observability.logs import JsonFormatter, configure_logging
+from server.observability.logs import ClientGoneFilter, JsonFormatter, configure_logging
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -54,3 +54,27 @@ def test_configure_logging_replaces_the_root_handlers(capsys: pytest.CaptureFixt
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_a_client_leaving_mid_reply_is_not_an_error_line() -> None:
+    def record(msg: str) -> logging.LogRecord:
+        try:
+            raise RuntimeError("stream closed")
+        except RuntimeError:
+            exc_info = sys.exc_info()
+        return logging.LogRecord(
+            "grpc._cython.cygrpc", logging.ERROR, "x", 1, msg, ("/x/ModelInfer",), exc_info
+        )
+
+    gone = record("ExecuteBatchError raised in core by servicer method [%s]")
+    root = logging.getLogger()
+    saved = root.level
+    try:
+        root.setLevel(logging.INFO)
+        assert ClientGoneFilter().filter(gone) is False
+        assert (gone.levelno, gone.exc_info) == (logging.DEBUG, None)
+        root.setLevel(logging.DEBUG)
+        assert ClientGoneFilter().filter(record(gone.msg)) is True
+    finally:
+        root.setLevel(saved)
+    assert ClientGoneFilter().filter(record("Unexpected error in servicer")) is True
