@@ -17,7 +17,8 @@ from server.observability.metrics import build_registry, take_snapshot
 from server.observability.statistics import Statistics
 from server.ports import check_can_listen
 from server.repository.configs import ConfigSource
-from server.repository.control import ControlMode, RepositoryControl
+from server.repository.control import RepositoryControl
+from server.repository.control_mode import ControlMode
 from server.repository.manager import ModelRepositoryManager
 
 log = logging.getLogger("onnxserve")

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 from clients import cli as client_cli
-from server.app import Settings, serve
-from server.check import check_repository
 from server.errors import ConfigError, ListenError
-from server.grpc.triton_config import TRITON_FORMAT
 from server.observability.logs import FORMATS, LEVELS, configure_logging
-from server.repository.configs import ConfigSource
-from server.repository.control import ControlMode
+from server.repository.control_mode import ControlMode
+
+# The server's own modules (onnxruntime, the repository, the gRPC frontend) are imported by the
+# commands that need them, so client commands such as `onnxserve health` start quickly.
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -126,11 +125,17 @@ def _check_parser(sub: argparse._SubParsersAction) -> None:
 def _run_check(args: argparse.Namespace) -> int:
     # Problems are printed; warnings (e.g. a provider this machine lacks) go to stderr.
     configure_logging("WARNING", "text")
+    from server.check import check_repository
+    from server.grpc.triton_config import TRITON_FORMAT
+    from server.repository.configs import ConfigSource
+
     problems = check_repository(args.model_repository, ConfigSource(TRITON_FORMAT), sys.stdout)
     return 1 if problems else 0
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from server.app import Settings, serve
+
     problem = _tls_problem(args) or _lifecycle_problem(args)
     if problem:
         print(f"onnxserve serve: {problem}", file=sys.stderr)

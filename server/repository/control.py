@@ -9,7 +9,6 @@ a fixed set, would leave the served set depending on who acted last.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from server.errors import (
     UnavailableError,
 )
 from server.model_config import ModelConfig
+from server.repository.control_mode import ControlMode
 from server.repository.manager import ModelRepositoryManager
 from server.repository.names import check_model_name, model_folder
 from server.repository.poller import RepositoryPoller
@@ -34,12 +34,6 @@ ALL_MODELS = "*"
 _LOAD_PARAMETERS = ("config",)
 # Unload parameters understood here; there are no ensembles, so no dependents to unload.
 _UNLOAD_PARAMETERS = ("unload_dependents",)
-
-
-class ControlMode(enum.Enum):
-    NONE = "none"
-    POLL = "poll"
-    EXPLICIT = "explicit"
 
 
 class RepositoryControl:
