@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,7 @@ class ModelRepositoryManager:
                 pass
         models = self.served_versions()
         self._models.clear()
-        await asyncio.gather(*(m.unload(timeout) for m in models), *self._retiring)
+        await asyncio.gather(*(self._retire(m, timeout) for m in models), *self._retiring)
 
     def _lock_for(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -287,13 +288,20 @@ class ModelRepositoryManager:
 
         task.add_done_callback(done)
 
-    async def _retire(self, model: ModelVersion) -> None:
+    async def _retire(self, model: ModelVersion, timeout: float | None = None) -> None:
+        """Drains a version no longer served (its queue and running batches), then releases it."""
+        start = time.monotonic()
         try:
-            await model.unload(self._unload_timeout)
+            await model.unload(self._unload_timeout if timeout is None else timeout)
         except Exception:  # a retiring version must not take the manager down with it
             log.exception("model '%s' version %d: error while unloading", model.name, model.version)
             return
-        log.info("model '%s' version %d: unloaded", model.name, model.version)
+        log.info(
+            "model '%s' version %d: unloaded (drained in %.2fs)",
+            model.name,
+            model.version,
+            time.monotonic() - start,
+        )
 
     def _fail(self, entry: _ModelEntry, name: str, version: int | None, reason: str) -> str:
         log.error("model '%s'%s: failed to load: %s", name, _v(version), reason)

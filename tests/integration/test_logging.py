@@ -31,6 +31,8 @@ def test_json_logs_lifecycle_and_slow_requests(start_server, tmp_path) -> None:
         assert messages.count(f"model '{model}' version 1: loading") == 1
         ready = [m for m in messages if m.startswith(f"model '{model}' version 1: ready in ")]
         assert len(ready) == 1 and ready[0].endswith(" on CPUExecutionProvider"), ready
+        unloaded = [m for m in messages if m.startswith(f"model '{model}' version 1: unloaded")]
+        assert len(unloaded) == 1 and "drained in" in unloaded[0], unloaded
 
     slow = [r for r in records if r["message"].startswith("slow request")]
     assert len(slow) == 1, slow  # the 20 fast requests are not logged at all
