@@ -144,10 +144,6 @@ class InferenceServicer:
         await self.dataplane.unload_model(request.model_name, parameters, request.repository_name)
         return pb.RepositoryModelUnloadResponse()
 
-    def stream_handler(self) -> grpc.RpcMethodHandler:
-        # ModelStreamInfer works on raw bytes both ways, so it brings its own handler.
-        return stream_handler(self.dataplane)
-
 
 def _deadline(context: Any, parameters: dict[str, Any], model: str) -> float | None:
     """The earlier of the gRPC deadline and the `timeout` parameter, on the loop's clock."""
@@ -176,7 +172,9 @@ def _unary(
             except Exception as error:  # DecodeError, or invalid UTF-8 in a string field
                 raise InvalidArgumentError(f"request is not a valid {name}: {error}") from None
             response = await method(request, context)
-            return response
+            # Serialized here, so the message object is freed when the handler returns rather
+            # than held until a slow client has read the whole reply.
+            return response.SerializeToString()
         except InferenceServerError as error:
             code = code_for(error)
             await context.abort(code, error.message)
@@ -195,12 +193,8 @@ def _unary(
                 report(request, response, code, start)
 
     return grpc.unary_unary_rpc_method_handler(
-        handler, request_deserializer=None, response_serializer=_serialize
+        handler, request_deserializer=None, response_serializer=None
     )
-
-
-def _serialize(message: Any) -> bytes:
-    return message.SerializeToString()
 
 
 def _unimplemented(rpc: str) -> Method:
@@ -208,18 +202,6 @@ def _unimplemented(rpc: str) -> Method:
         raise UnimplementedError(f"{rpc} is not implemented by this server")
 
     return method
-
-
-def _unimplemented_stream(rpc: str) -> grpc.RpcMethodHandler:
-    async def handler(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented by this server"
-        )
-        yield  # pragma: no cover
-
-    return grpc.stream_stream_rpc_method_handler(
-        handler, request_deserializer=None, response_serializer=_serialize
-    )
 
 
 def generic_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
@@ -253,6 +235,6 @@ def generic_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     handlers["ModelInfer"] = _unary(
         servicer.ModelInfer, pb.ModelInferRequest, servicer.report_infer
     )
-    stream = getattr(servicer, "stream_handler", None)
-    handlers["ModelStreamInfer"] = stream() if stream else _unimplemented_stream("ModelStreamInfer")
+    # ModelStreamInfer works on raw bytes both ways, so it brings its own handler.
+    handlers["ModelStreamInfer"] = stream_handler(servicer.dataplane)
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
