@@ -272,6 +272,9 @@ def build_image(repository: Path) -> Path:
                 "preferred_batch_size": [4, 8],
                 "max_queue_size": 256,
             },
+            # Zero images before READY; it matters most on GPU providers, whose first run
+            # sets up kernels.
+            "model_warmup": [{"name": "zeros", "batch_size": 8, "count": 2}],
         },
     )
     return model_dir
