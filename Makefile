@@ -9,10 +9,10 @@ METRICS_PORT ?= 8002
 
 .PHONY: run test lint protos examples bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -32,7 +32,7 @@ protos: $(STAMP)
 
 # Rebuilds the example models in model_repository/ (needs scikit-learn and skl2onnx).
 examples: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[examples]'
 	$(BIN)/python tools/build_example_models.py
 
 # Drives the real server with Triton's perf_analyzer (bench/setup.sh installs it into
