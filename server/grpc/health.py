@@ -53,13 +53,22 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         last = None
         while True:
+            # Read before the status: once shutdown is seen, the status sent next is final.
+            stopping = not self._dataplane.accepting
             status = self.status(request.service)
             if status != last:
                 yield health_pb2.HealthCheckResponse(status=status)
                 last = status
-            if not self._dataplane.accepting:
-                return  # shutting down: end the stream so it does not hold the grace period
-            await asyncio.sleep(self._interval)
+            if stopping:
+                return  # end the stream so it does not hold the shutdown grace period
+            await self._wait_for_change()
+
+    async def _wait_for_change(self) -> None:
+        """Sleep one interval, waking early when shutdown begins."""
+        try:
+            await asyncio.wait_for(self._dataplane.stopping.wait(), self._interval)
+        except TimeoutError:
+            pass
 
 
 def add_health_service(server: grpc.aio.Server, dataplane: DataPlane) -> None:
