@@ -46,18 +46,17 @@ class ServerProcess:
             command, stdout=self._log, stderr=subprocess.STDOUT, env=env
         )
         deadline = time.monotonic() + timeout
-        while not self.port:
+        # Both ports are logged before the models load: wait for both lines.
+        while not (self.port and self.metrics_port):
             self._check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server did not listen in {timeout}s:\n{self.logs()}")
-            match = _LISTENING.search(self.logs())
-            if match:
-                self.port = int(match.group(1))
+            logs = self.logs()
+            listening, metrics = _LISTENING.search(logs), _METRICS.search(logs)
+            if listening and metrics:
+                self.port, self.metrics_port = int(listening.group(1)), int(metrics.group(1))
             else:
                 time.sleep(0.05)
-        metrics = _METRICS.search(self.logs())
-        if metrics:
-            self.metrics_port = int(metrics.group(1))
         if wait_ready:
             self.wait_ready(deadline - time.monotonic())
         return self
@@ -71,9 +70,6 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server did not finish starting in {timeout}s:\n{self.logs()}")
             time.sleep(0.05)
-        if not self.metrics_port:
-            metrics = _METRICS.search(self.logs())
-            self.metrics_port = int(metrics.group(1)) if metrics else 0
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
