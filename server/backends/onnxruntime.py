@@ -51,9 +51,13 @@ class OrtInstance:
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         self._run = session.run
+        # A failed run reaches the scheduler as an exception, which it logs in the server's own
+        # format; ORT's copy of it on stderr would print every failure twice.
+        self._options = ort.RunOptions()
+        self._options.log_severity_level = 4  # fatal only
 
     def run(self, output_names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._run(list(output_names), feeds)
+        return self._run(list(output_names), feeds, self._options)
 
 
 def available_providers() -> list[str]:

@@ -244,6 +244,9 @@ class Scheduler:
         except InferenceServerError as error:
             self._finish_all(batch, error)
         except Exception as error:  # ONNX Runtime's own failures carry its message
+            log.error(
+                "model '%s': a batch of %d request(s) failed: %s", self.model, len(batch), error
+            )
             self._finish_all(batch, InternalError(f"model '{self.model}': {error}"))
         else:
             end = time.monotonic()

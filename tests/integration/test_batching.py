@@ -249,6 +249,10 @@ def test_runtime_failure_answers_internal_and_the_server_keeps_serving(
             client.infer("gather", [infer_input("INDEX", bad)]), "INTERNAL"
         )
         assert "indices element out of data bounds, idx=7" in message
+        # Logged once, in the server's format; ORT's own stderr copy is silenced.
+        logs = server.logs()
+        assert "model 'gather': a batch of 1 request(s) failed: " in logs
+        assert "[E:onnxruntime" not in logs
         good = np.array([[3], [0]], dtype=np.int64)
         result = await client.infer("gather", [infer_input("INDEX", good)])
         np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), [[40.0], [10.0]])
