@@ -8,7 +8,6 @@ batches in the scheduler's worker threads (ORT releases the GIL while it compute
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from server import datatypes
+from server.backends.cpu_limits import usable_cores
 from server.errors import ConfigError, InvalidArgumentError
 from server.model_config import (
     ModelConfig,
@@ -82,13 +82,6 @@ def choose_providers(config: ModelConfig, source: str) -> list[tuple[str, dict[s
     if not any(name == "CPUExecutionProvider" for name, _ in chosen):
         chosen.append(("CPUExecutionProvider", {}))
     return chosen
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: a container's cpuset, not the host's core count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 def session_options(session: SessionConfig, instance_count: int) -> ort.SessionOptions:
