@@ -53,6 +53,7 @@ class InferenceServer:
         self.manager = ModelRepositoryManager(
             settings.model_repository,
             observer_factory=self.statistics.observer,
+            on_released=self.statistics.forget,
             configs=ConfigSource(TRITON_FORMAT),
         )
         self.control = RepositoryControl(

@@ -234,7 +234,7 @@ _HISTOGRAMS = (
 
 
 class Statistics:
-    """Every version's accumulators, kept across reloads so counters only ever grow."""
+    """Every served version's accumulators, kept across reloads so counters only ever grow."""
 
     def __init__(self, slow_seconds: float = 0.0) -> None:
         self.slow_seconds = slow_seconds
@@ -257,6 +257,11 @@ class Statistics:
         if stats is None:
             stats = self.version(model, version)
         stats.on_request(code, seconds)
+
+    def forget(self, name: str, version: int) -> None:
+        """The manager's on_released: the version is gone, so are its series (a reload of the
+        same version keeps them)."""
+        self._versions.pop((name, str(version)), None)
 
     def get(self, name: str, version: str) -> VersionStatistics | None:
         return self._versions.get((name, version))

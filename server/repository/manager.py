@@ -57,10 +57,13 @@ class ModelRepositoryManager:
         observer_factory: ObserverFactory | None = None,
         unload_timeout: float = 30.0,
         configs: ConfigSource | None = None,
+        on_released: Callable[[str, int], None] | None = None,
     ) -> None:
         self.repository = repository
         self.configs = configs or ConfigSource()  # config.yaml, plus config.pbtxt when given
         self._observer_factory = observer_factory or (lambda name, version: None)
+        # Told when a version is gone for good (not replaced by a reload of the same version).
+        self._on_released = on_released or (lambda name, version: None)
         self._unload_timeout = unload_timeout
         self._models: dict[str, _ModelEntry] = {}
         # One load or unload at a time per model keeps swaps simple; models load independently.
@@ -296,6 +299,10 @@ class ModelRepositoryManager:
         except Exception:  # a retiring version must not take the manager down with it
             log.exception("model '%s' version %d: error while unloading", model.name, model.version)
             return
+        finally:
+            entry = self._models.get(model.name)
+            if entry is None or model.version not in entry.served:
+                self._on_released(model.name, model.version)
         log.info(
             "model '%s' version %d: unloaded (drained in %.2fs)",
             model.name,

@@ -18,6 +18,7 @@ from tritonclient.utils import InferenceServerException
 
 from server.grpc.generated import grpc_service_pb2 as pb
 from tests.harness import ServerProcess
+from tests.integration.observability import scrape
 from tests.models import build_add_constant, build_add_sub, build_versioned
 
 STREAMS = 16
@@ -43,6 +44,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_add_constant(repository, "swapped", addend=0.0)
     build_add_sub(repository)
     build_add_sub(repository, "unload_me")
+    build_add_sub(repository, "counted")
     shutil.copytree(repository / "add_sub", root / "staging")
     (root / "staging" / "config.yaml").unlink()
     (root / "staging" / "config.pbtxt").write_text(TRITON_PBTXT)
@@ -123,6 +125,31 @@ def test_load_and_unload(client: triton.InferenceServerClient) -> None:
     )
     client.unload_model("unload_me")  # unloading twice is fine
     assert status_of(lambda: client.unload_model("no_such_model")) == "StatusCode.NOT_FOUND"
+
+
+def test_metric_series_follow_the_version_through_reload_and_unload(
+    client: triton.InferenceServerClient, server: ServerProcess
+) -> None:
+    def counted() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """Version 1's series (the model itself stays listed, in state UNAVAILABLE)."""
+        version = {("model", "counted"), ("version", "1")}
+        return {k: v for k, v in scrape(server.metrics_port).items() if version <= k[1]}
+
+    ok = (
+        "onnxserve_requests_total",
+        frozenset({("model", "counted"), ("version", "1"), ("code", "OK")}),
+    )
+    client.load_model("counted")
+    client.infer("counted", add_sub_inputs())
+    assert counted()[ok] == 1
+    client.load_model("counted")  # a reload of the same version keeps its counters
+    client.infer("counted", add_sub_inputs())
+    assert counted()[ok] == 2
+    client.unload_model("counted")  # returns once the version is released
+    assert counted() == {}
+    client.load_model("counted")  # loaded again later: counting starts over
+    client.infer("counted", add_sub_inputs())
+    assert counted()[ok] == 1
 
 
 def test_a_config_override_in_either_layout(client: triton.InferenceServerClient) -> None:
