@@ -44,6 +44,7 @@ class Settings:
     model_control_mode: ControlMode = ControlMode.NONE
     repository_poll_secs: float = 5.0
     load_models: tuple[str, ...] = ()  # explicit mode: loaded at start; "*" loads all
+    model_load_threads: int = 4  # models loading side by side at start (Triton's default)
 
 
 class InferenceServer:
@@ -61,6 +62,7 @@ class InferenceServer:
             settings.model_control_mode,
             settings.repository_poll_secs,
             settings.load_models,
+            settings.model_load_threads,
         )
         self.dataplane = DataPlane(
             self.manager, self.statistics, self.control, settings.strict_readiness

@@ -103,6 +103,12 @@ def _lifecycle_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="explicit mode: a model to load at start (repeatable; '*' loads every model)",
     )
+    p.add_argument(
+        "--model-load-thread-count",
+        type=int,
+        default=4,
+        help="models loaded side by side at start (default 4); 1 loads them one by one",
+    )
 
 
 def _lifecycle_problem(args: argparse.Namespace) -> str | None:
@@ -110,6 +116,8 @@ def _lifecycle_problem(args: argparse.Namespace) -> str | None:
         return "--load-model needs --model-control-mode explicit"
     if not args.repository_poll_secs > 0:
         return "--repository-poll-secs must be more than 0"
+    if args.model_load_thread_count < 1:
+        return "--model-load-thread-count must be at least 1"
     return None
 
 
@@ -156,6 +164,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         model_control_mode=ControlMode(args.model_control_mode),
         repository_poll_secs=args.repository_poll_secs,
         load_models=tuple(args.load_model),
+        model_load_threads=args.model_load_thread_count,
     )
     try:
         asyncio.run(serve(settings))

@@ -43,24 +43,28 @@ class RepositoryControl:
         mode: ControlMode = ControlMode.NONE,
         poll_seconds: float = 5.0,
         startup_models: Sequence[str] = (),
+        load_threads: int = 4,
     ) -> None:
         self.manager = manager
         self.mode = mode
+        self._load_threads = load_threads  # models loading side by side at start
         self._startup_models = tuple(startup_models)
         self._poller = RepositoryPoller(manager, poll_seconds) if mode is ControlMode.POLL else None
 
     async def start(self) -> None:
         """Loads what the mode asks for at start; failed models are reported, never fatal."""
         if self.mode is not ControlMode.EXPLICIT or ALL_MODELS in self._startup_models:
-            await self.manager.load_all()
+            await self.manager.load_all(self._load_threads)
         else:
+            names = []
             for name in self._startup_models:
                 try:
                     model_folder(self.manager.repository, name)
                 except (InvalidArgumentError, NotFoundError) as error:
                     log.error("--load-model %s: %s", name, error.message)
                     continue
-                await self.manager.load_model(name)
+                names.append(name)
+            await self.manager.load_many(names, self._load_threads)
         if self._poller is not None:
             self._poller.start()
 

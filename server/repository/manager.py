@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,9 +117,20 @@ class ModelRepositoryManager:
 
     # --- loading and unloading ----------------------------------------------------------
 
-    async def load_all(self) -> None:
-        for name in list_models(self.repository):
-            await self.load_model(name)
+    async def load_all(self, parallel: int = 1) -> None:
+        await self.load_many(list_models(self.repository), parallel)
+
+    async def load_many(self, names: Sequence[str], parallel: int = 1) -> None:
+        """Loads the models, `parallel` at a time; the index keeps them in the order given."""
+        for name in names:
+            self._models.setdefault(name, _ModelEntry())
+        slots = asyncio.Semaphore(max(1, parallel))
+
+        async def load(name: str) -> None:
+            async with slots:
+                await self.load_model(name)
+
+        await asyncio.gather(*(load(name) for name in names))
 
     async def load_model(
         self, name: str, config: ModelConfig | None = None, *, keep_unchanged: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,52 @@ def test_a_config_that_does_not_fit_the_model_names_the_file_it_came_from(
     (failure,) = asyncio.run(main())
     assert f"{model_dir / 'config.pbtxt'}: inputs[0].datatype" in failure, failure
     assert "config.yaml" not in failure
+
+
+def _models_with_warm_up(repo: Path, names: tuple[str, ...]) -> None:
+    warmup = {"name": "w", "batch_size": 1, "count": 1}
+    for name in names:
+        build_add_constant(repo, name, config={"model_warmup": [warmup]})
+
+
+def test_models_load_side_by_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every warm-up waits until all three models are warming up at once: only parallel loads
+    # get past it (a sequential load would break the barrier after its timeout).
+    names = ("c", "a", "b")
+    _models_with_warm_up(tmp_path, names)
+    all_loading = threading.Barrier(len(names), timeout=20)
+    real_warm_up = backend.warm_up
+
+    def spy(instance: backend.OrtInstance, config: Any) -> None:
+        all_loading.wait()
+        real_warm_up(instance, config)
+
+    monkeypatch.setattr(backend, "warm_up", spy)
+
+    async def scenario(manager: ModelRepositoryManager) -> tuple[list[str], list[str]]:
+        await manager.load_all(parallel=3)
+        ready = sorted(m.name for m in manager.served_versions())
+        return [s.name for s in manager.index()], ready
+
+    listed, ready = run(tmp_path, scenario)
+    assert listed == ["a", "b", "c"]  # the folders' order, whichever finished first
+    assert ready == ["a", "b", "c"]
+
+
+def test_one_load_at_a_time_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _models_with_warm_up(tmp_path, ("a", "b", "c"))
+    events: list[str] = []
+    real_warm_up = backend.warm_up
+
+    def spy(instance: backend.OrtInstance, config: Any) -> None:
+        events.append(f"start {config.name}")
+        real_warm_up(instance, config)
+        events.append(f"end {config.name}")
+
+    monkeypatch.setattr(backend, "warm_up", spy)
+
+    async def scenario(manager: ModelRepositoryManager) -> None:
+        await manager.load_all(parallel=1)
+
+    run(tmp_path, scenario)
+    assert events == ["start a", "end a", "start b", "end b", "start c", "end c"]
