@@ -8,8 +8,11 @@ from pathlib import Path
 
 from server.model_config import MODEL_FILE, VersionPolicy
 
-# One file as a scan sees it: path relative to its folder, size, modification time in ns.
-FileStat = tuple[str, int, int]
+# One file as a scan sees it: path relative to its folder, size, modification time, inode and
+# status-change time (ns). The last two catch copies that keep size and mtime (`cp -p`,
+# `rsync -t`): writing the data or setting the mtime moves ctime, and a rename-in brings a new
+# inode, neither of which a user can set back.
+FileStat = tuple[str, int, int, int, int]
 
 
 def list_models(repo: Path) -> list[str]:
@@ -104,4 +107,4 @@ def _add_stat(stats: list[FileStat], path: str, relative: str) -> None:
         st = os.stat(path)
     except FileNotFoundError:  # removed while scanning: the next scan sees the new state
         return
-    stats.append((relative, st.st_size, st.st_mtime_ns))
+    stats.append((relative, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))

@@ -107,6 +107,25 @@ def test_changes_reload_and_a_removed_folder_unloads(repo: Path) -> None:
     assert manager.model_names() == []
 
 
+@pytest.mark.parametrize("how", ["in place", "renamed in"])
+def test_a_copy_that_keeps_size_and_mtime_still_reloads(repo: Path, how: str) -> None:
+    # `cp -p` rewrites in place; `rsync -t` writes a temporary file and renames it over.
+    manager = RecordingManager(repo)
+    poller = RepositoryPoller(manager, interval=5)  # type: ignore[arg-type]
+    model_file = add_model(repo, "m", b"model-1") / "1" / "model.onnx"
+    poll(poller), poll(poller)
+    before = model_file.stat()
+    target = model_file if how == "in place" else model_file.with_name(".model.onnx.tmp")
+    target.write_bytes(b"model-2")
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    if target != model_file:
+        target.rename(model_file)
+    after = model_file.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    poll(poller), poll(poller)
+    assert manager.calls == [("load", "m")] * 2
+
+
 def test_hidden_files_do_not_count_as_changes(repo: Path) -> None:
     manager = RecordingManager(repo)
     poller = RepositoryPoller(manager, interval=5)  # type: ignore[arg-type]
