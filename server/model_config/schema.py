@@ -1,6 +1,6 @@
 """The pydantic schema of config.yaml: key names, value types and the limits of single keys.
 
-Internal to server/model_config.py, which turns a validated ConfigDocument into the frozen
+Internal to server/model_config/: parsing.py turns a validated ConfigDocument into the frozen
 ModelConfig dataclasses and adds the checks that span several keys. Validation problems come
 back as ConfigError lines "<source>: <key.path[i]>: expected ..., got ...", all of them at once.
 

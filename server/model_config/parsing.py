@@ -1,0 +1,259 @@
+"""Reading config.yaml and validating one config document into a ModelConfig.
+
+This is the only module that reads config files. Errors are ConfigError with messages of the
+form "<file>: <key.path[i]>: <what was expected>", one line per problem. Key names and single
+values are checked by the schema in server/model_config/schema.py; the checks here span several
+keys (completion.py reuses them once the model has filled the config in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from server.errors import ConfigError
+from server.model_config import schema as config_schema
+from server.model_config.types import (
+    CONFIG_FILE,
+    DynamicBatching,
+    ExecutionProvider,
+    InstanceGroup,
+    ModelConfig,
+    SessionConfig,
+    TensorConfig,
+    TensorSignature,
+    VersionPolicy,
+    Warmup,
+    WarmupInput,
+)
+
+# ------------------------------------------------------------------------------ reading the file
+
+
+def load_model_config(model_dir: Path) -> ModelConfig:
+    """Reads <model_dir>/config.yaml (defaults when absent); the model name is the folder name."""
+    name = model_dir.name or model_dir.resolve().name
+    path = model_dir / CONFIG_FILE
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ModelConfig(name=name)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read the file: {exc}") from None
+    data = _load_yaml(text, source)
+    return parse_config_dict({} if data is None else data, name, source)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first_line = first_lines.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first_line is not None:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"key {key!r} is given twice (first on line {first_line + 1})",
+                    problem_mark=key_node.start_mark,
+                )
+            first_lines[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = exc.problem or exc.context
+        if exc.problem and exc.context and not exc.context.startswith("while "):
+            what = f"{exc.context}, {exc.problem}"  # "expected a single document..., but..."
+        raise ConfigError(f"{source}: {where}invalid YAML: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+
+
+# ------------------------------------------------------------------------- validating the document
+
+
+def parse_config_dict(data: Mapping[str, Any], name: str, source: str) -> ModelConfig:
+    """Validates one config document (parsed config.yaml, or a JSON override) for model `name`.
+
+    `source` names the document in error messages. Problems found by the schema are reported
+    together; the checks that span several keys run once the schema is satisfied.
+    """
+    if not isinstance(data, Mapping):
+        got = config_schema.show(data)
+        raise ConfigError(f"{source}: expected a mapping of config keys at the top, got {got}")
+    document = config_schema.validate_document(data, source)
+    problems: list[str] = []
+    if document.name is not None and document.name != name:
+        problems.append(f"name: expected the model folder name {name!r}, got {document.name!r}")
+    config = _build(document, name)
+    problems += _check_unique_names(config)
+    problems += _check_batching(config)
+    problems += _check_warmup(config)
+    _raise_if_any(problems, source)
+    return config
+
+
+def _build(document: config_schema.ConfigDocument, name: str) -> ModelConfig:
+    batching = document.dynamic_batching
+    return ModelConfig(
+        name=name,
+        max_batch_size=document.max_batch_size,
+        inputs=tuple(_tensor(t) for t in document.inputs),
+        outputs=tuple(_tensor(t) for t in document.outputs),
+        execution_providers=tuple(
+            ExecutionProvider(p.name, dict(p.options)) for p in document.execution_providers
+        ),
+        # Only the keys the user gave: the dataclass defaults are the single source of defaults.
+        session=SessionConfig(**document.session.model_dump(exclude_unset=True)),
+        instance_group=InstanceGroup(**document.instance_group.model_dump(exclude_unset=True)),
+        dynamic_batching=None if batching is None else _dynamic_batching(batching),
+        version_policy=_version_policy(document.version_policy),
+        model_warmup=tuple(_warmup(w) for w in document.model_warmup),
+        parameters=dict(document.parameters),
+    )
+
+
+def _tensor(tensor: config_schema.TensorSchema) -> TensorConfig:
+    return TensorConfig(tensor.name, tensor.datatype, tuple(tensor.dims))
+
+
+def _dynamic_batching(batching: config_schema.DynamicBatchingSchema) -> DynamicBatching:
+    given = batching.model_dump(exclude_unset=True)
+    if "preferred_batch_size" in given:
+        given["preferred_batch_size"] = tuple(given["preferred_batch_size"])
+    return DynamicBatching(**given)
+
+
+def _version_policy(policy: config_schema.VersionPolicySchema | None) -> VersionPolicy:
+    if policy is None:
+        return VersionPolicy()
+    if policy.all:
+        return VersionPolicy(latest=None, all=True)
+    if policy.specific:
+        return VersionPolicy(latest=None, specific=tuple(policy.specific))
+    return VersionPolicy(latest=policy.latest)
+
+
+def _warmup(warmup: config_schema.WarmupSchema) -> Warmup:
+    inputs = tuple(WarmupInput(i.name, i.datatype, tuple(i.dims), i.fill) for i in warmup.inputs)
+    return Warmup(warmup.name, warmup.batch_size, warmup.count, inputs)
+
+
+def _check_unique_names(config: ModelConfig) -> list[str]:
+    problems = _duplicates("inputs", [t.name for t in config.inputs])
+    problems += _duplicates("outputs", [t.name for t in config.outputs])
+    problems += _duplicates("execution_providers", [p.name for p in config.execution_providers])
+    problems += _duplicates("model_warmup", [w.name for w in config.model_warmup])
+    for index, warmup in enumerate(config.model_warmup):
+        problems += _duplicates(f"model_warmup[{index}].inputs", [i.name for i in warmup.inputs])
+    return problems
+
+
+def _duplicates(path: str, names: list[str]) -> list[str]:
+    problems: list[str] = []
+    first: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in first:
+            problems.append(
+                f"{path}[{index}].name: {name!r} is already used by {path}[{first[name]}]"
+            )
+        else:
+            first[name] = index
+    return problems
+
+
+def _check_batching(config: ModelConfig, origin: str = "") -> list[str]:
+    """The keys bounded by max_batch_size; nothing to check while it is not known yet.
+
+    `origin` follows "max_batch_size N" in messages when N was completed from the model.
+    """
+    max_batch = config.max_batch_size
+    if max_batch is None:
+        return []
+    unbatched = f"needs max_batch_size > 0 (a batched model), but max_batch_size is 0{origin}"
+    problems: list[str] = []
+    batching = config.dynamic_batching
+    if batching is not None and max_batch == 0:
+        problems.append(f"dynamic_batching: {unbatched}")
+    elif batching is not None:
+        seen: set[int] = set()
+        for index, size in enumerate(batching.preferred_batch_size):
+            path = f"dynamic_batching.preferred_batch_size[{index}]"
+            if size > max_batch:
+                problems.append(f"{path}: {size} is larger than max_batch_size {max_batch}{origin}")
+            elif size in seen:
+                problems.append(f"{path}: {size} is listed twice")
+            seen.add(size)
+    for index, warmup in enumerate(config.model_warmup):
+        path, size = f"model_warmup[{index}].batch_size", warmup.batch_size
+        if max_batch == 0 and size > 1:
+            problems.append(f"{path}: {size} {unbatched}")
+        elif 0 < max_batch < size:
+            problems.append(f"{path}: {size} is larger than max_batch_size {max_batch}{origin}")
+    return problems
+
+
+def _check_warmup(config: ModelConfig) -> list[str]:
+    """Warm-up inputs against the inputs, once those are known (declared or completed)."""
+    if not config.inputs:
+        return []
+    inputs = {t.name: t for t in config.inputs}
+    problems: list[str] = []
+    for w_index, warmup in enumerate(config.model_warmup):
+        for index, given in enumerate(warmup.inputs):
+            path = f"model_warmup[{w_index}].inputs[{index}]"
+            tensor = inputs.get(given.name)
+            if tensor is None:
+                problems.append(
+                    f"{path}.name: {given.name!r} is not an input of the model;"
+                    f" inputs: {_names(config.inputs)}"
+                )
+                continue
+            what = f"input {tensor.name!r}"
+            if given.datatype != tensor.datatype:
+                problems.append(
+                    f"{path}.datatype: expected {tensor.datatype} as in {what},"
+                    f" got {given.datatype}"
+                )
+            problems += _compare_dims(f"{path}.dims", given.dims, tensor.dims, what)
+    return problems
+
+
+def _compare_dims(
+    path: str, given: tuple[int, ...], expected: tuple[int, ...], what: str, hint: str = ""
+) -> list[str]:
+    """-1 on either side matches any size."""
+    if len(given) != len(expected):
+        return [
+            f"{path}: expected {len(expected)} dimensions as in {what} {list(expected)},"
+            f" got {len(given)}: {list(given)}{hint}"
+        ]
+    return [
+        f"{path}[{index}]: expected {want} as in {what} {list(expected)}, got {got}"
+        for index, (got, want) in enumerate(zip(given, expected, strict=True))
+        if -1 not in (got, want) and got != want
+    ]
+
+
+def _names(tensors: tuple[TensorConfig, ...] | tuple[TensorSignature, ...]) -> str:
+    return ", ".join(repr(t.name) for t in tensors) or "none"
+
+
+def _raise_if_any(problems: list[str], source: str) -> None:
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {problem}" for problem in problems))
