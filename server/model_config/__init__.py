@@ -8,7 +8,8 @@ one line per problem.
 
   types.py       the frozen dataclasses (ModelConfig and its parts, ModelSignature), constants
   schema.py      the pydantic schema of config.yaml: key names and the limits of single keys
-  parsing.py     reading config.yaml and the checks that span several keys
+  parsing.py     reading config.yaml into a ModelConfig
+  checks.py      the checks that span several keys, run after parsing and after completion
   completion.py  complete_config: filling in and checking against the model's signature
   dump.py        config_to_dict and dump_yaml, back to config.yaml's layout
 """

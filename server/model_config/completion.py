@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from server.model_config.parsing import (
-    _check_batching,
-    _check_warmup,
-    _compare_dims,
-    _names,
-    _raise_if_any,
+from server.model_config.checks import (
+    check_batching,
+    check_warmup,
+    compare_dims,
+    raise_if_any,
+    tensor_names,
 )
 from server.model_config.types import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -62,10 +62,10 @@ def complete_config(config: ModelConfig, signature: ModelSignature, source: str)
         outputs=outputs,
         dynamic_batching=batching,
     )
-    problems += _check_batching(completed, origin)
+    problems += check_batching(completed, origin)
     if not problems:  # warm-up inputs are compared with inputs that are known to be right
-        problems += _check_warmup(completed)
-    _raise_if_any(problems, source)
+        problems += check_warmup(completed)
+    raise_if_any(problems, source)
     return completed
 
 
@@ -123,7 +123,7 @@ def _complete_tensors(
         if found is None:
             problems.append(
                 f"{path}.name: {tensor.name!r} is not an {kind} of the model;"
-                f" the model's {section}: {_names(model)}"
+                f" the model's {section}: {tensor_names(model)}"
             )
             continue
         what = f"the model's {kind} {found.name!r}"
@@ -132,7 +132,7 @@ def _complete_tensors(
                 f"{path}.datatype: expected {found.datatype} as in {what}, got {tensor.datatype}"
             )
         expected = _model_dims(found, batched)
-        problems += _compare_dims(f"{path}.dims", tensor.dims, expected, what, hint)
+        problems += compare_dims(f"{path}.dims", tensor.dims, expected, what, hint)
         completed.append(dataclasses.replace(tensor, dims=_narrow(tensor.dims, expected)))
     if section == "inputs":  # a session cannot run without every input
         names = {t.name for t in declared}

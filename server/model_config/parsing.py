@@ -2,8 +2,8 @@
 
 This is the only module that reads config files. Errors are ConfigError with messages of the
 form "<file>: <key.path[i]>: <what was expected>", one line per problem. Key names and single
-values are checked by the schema in server/model_config/schema.py; the checks here span several
-keys (completion.py reuses them once the model has filled the config in).
+values are checked by the schema in server/model_config/schema.py; checks that span several
+keys are in checks.py (completion.py runs them again once the model has filled the config in).
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ import yaml
 
 from server.errors import ConfigError
 from server.model_config import schema as config_schema
+from server.model_config.checks import (
+    check_batching,
+    check_unique_names,
+    check_warmup,
+    raise_if_any,
+)
 from server.model_config.types import (
     CONFIG_FILE,
     DynamicBatching,
@@ -24,13 +30,10 @@ from server.model_config.types import (
     ModelConfig,
     SessionConfig,
     TensorConfig,
-    TensorSignature,
     VersionPolicy,
     Warmup,
     WarmupInput,
 )
-
-# ------------------------------------------------------------------------------ reading the file
 
 
 def load_model_config(model_dir: Path) -> ModelConfig:
@@ -101,10 +104,10 @@ def parse_config_dict(data: Mapping[str, Any], name: str, source: str) -> ModelC
     if document.name is not None and document.name != name:
         problems.append(f"name: expected the model folder name {name!r}, got {document.name!r}")
     config = _build(document, name)
-    problems += _check_unique_names(config)
-    problems += _check_batching(config)
-    problems += _check_warmup(config)
-    _raise_if_any(problems, source)
+    problems += check_unique_names(config)
+    problems += check_batching(config)
+    problems += check_warmup(config)
+    raise_if_any(problems, source)
     return config
 
 
@@ -152,108 +155,3 @@ def _version_policy(policy: config_schema.VersionPolicySchema | None) -> Version
 def _warmup(warmup: config_schema.WarmupSchema) -> Warmup:
     inputs = tuple(WarmupInput(i.name, i.datatype, tuple(i.dims), i.fill) for i in warmup.inputs)
     return Warmup(warmup.name, warmup.batch_size, warmup.count, inputs)
-
-
-def _check_unique_names(config: ModelConfig) -> list[str]:
-    problems = _duplicates("inputs", [t.name for t in config.inputs])
-    problems += _duplicates("outputs", [t.name for t in config.outputs])
-    problems += _duplicates("execution_providers", [p.name for p in config.execution_providers])
-    problems += _duplicates("model_warmup", [w.name for w in config.model_warmup])
-    for index, warmup in enumerate(config.model_warmup):
-        problems += _duplicates(f"model_warmup[{index}].inputs", [i.name for i in warmup.inputs])
-    return problems
-
-
-def _duplicates(path: str, names: list[str]) -> list[str]:
-    problems: list[str] = []
-    first: dict[str, int] = {}
-    for index, name in enumerate(names):
-        if name in first:
-            problems.append(
-                f"{path}[{index}].name: {name!r} is already used by {path}[{first[name]}]"
-            )
-        else:
-            first[name] = index
-    return problems
-
-
-def _check_batching(config: ModelConfig, origin: str = "") -> list[str]:
-    """The keys bounded by max_batch_size; nothing to check while it is not known yet.
-
-    `origin` follows "max_batch_size N" in messages when N was completed from the model.
-    """
-    max_batch = config.max_batch_size
-    if max_batch is None:
-        return []
-    unbatched = f"needs max_batch_size > 0 (a batched model), but max_batch_size is 0{origin}"
-    problems: list[str] = []
-    batching = config.dynamic_batching
-    if batching is not None and max_batch == 0:
-        problems.append(f"dynamic_batching: {unbatched}")
-    elif batching is not None:
-        seen: set[int] = set()
-        for index, size in enumerate(batching.preferred_batch_size):
-            path = f"dynamic_batching.preferred_batch_size[{index}]"
-            if size > max_batch:
-                problems.append(f"{path}: {size} is larger than max_batch_size {max_batch}{origin}")
-            elif size in seen:
-                problems.append(f"{path}: {size} is listed twice")
-            seen.add(size)
-    for index, warmup in enumerate(config.model_warmup):
-        path, size = f"model_warmup[{index}].batch_size", warmup.batch_size
-        if max_batch == 0 and size > 1:
-            problems.append(f"{path}: {size} {unbatched}")
-        elif 0 < max_batch < size:
-            problems.append(f"{path}: {size} is larger than max_batch_size {max_batch}{origin}")
-    return problems
-
-
-def _check_warmup(config: ModelConfig) -> list[str]:
-    """Warm-up inputs against the inputs, once those are known (declared or completed)."""
-    if not config.inputs:
-        return []
-    inputs = {t.name: t for t in config.inputs}
-    problems: list[str] = []
-    for w_index, warmup in enumerate(config.model_warmup):
-        for index, given in enumerate(warmup.inputs):
-            path = f"model_warmup[{w_index}].inputs[{index}]"
-            tensor = inputs.get(given.name)
-            if tensor is None:
-                problems.append(
-                    f"{path}.name: {given.name!r} is not an input of the model;"
-                    f" inputs: {_names(config.inputs)}"
-                )
-                continue
-            what = f"input {tensor.name!r}"
-            if given.datatype != tensor.datatype:
-                problems.append(
-                    f"{path}.datatype: expected {tensor.datatype} as in {what},"
-                    f" got {given.datatype}"
-                )
-            problems += _compare_dims(f"{path}.dims", given.dims, tensor.dims, what)
-    return problems
-
-
-def _compare_dims(
-    path: str, given: tuple[int, ...], expected: tuple[int, ...], what: str, hint: str = ""
-) -> list[str]:
-    """-1 on either side matches any size."""
-    if len(given) != len(expected):
-        return [
-            f"{path}: expected {len(expected)} dimensions as in {what} {list(expected)},"
-            f" got {len(given)}: {list(given)}{hint}"
-        ]
-    return [
-        f"{path}[{index}]: expected {want} as in {what} {list(expected)}, got {got}"
-        for index, (got, want) in enumerate(zip(given, expected, strict=True))
-        if -1 not in (got, want) and got != want
-    ]
-
-
-def _names(tensors: tuple[TensorConfig, ...] | tuple[TensorSignature, ...]) -> str:
-    return ", ".join(repr(t.name) for t in tensors) or "none"
-
-
-def _raise_if_any(problems: list[str], source: str) -> None:
-    if problems:
-        raise ConfigError("\n".join(f"{source}: {problem}" for problem in problems))
