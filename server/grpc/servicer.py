@@ -19,17 +19,19 @@ from server.errors import InferenceServerError, InvalidArgumentError, Unimplemen
 from server.grpc import codec
 from server.grpc.config_proto import PLATFORM, to_proto
 from server.grpc.generated import grpc_service_pb2 as pb
+from server.grpc.log_settings_proto import settings_from_proto, settings_to_proto
 from server.grpc.repository_proto import index_to_proto, parameters_from_proto
 from server.grpc.statistics_proto import to_proto as statistics_to_proto
 from server.grpc.status import code_for
 from server.grpc.stream import stream_handler
+from server.observability.logs import log_settings, update_log_settings
 
 log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
 
 # Protocol extensions this server implements, as ServerMetadata reports them.
-EXTENSIONS = ["model_configuration", "parameters", "statistics", "model_repository"]
+EXTENSIONS = ["model_configuration", "parameters", "statistics", "model_repository", "logging"]
 
 Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 # Told how each call ended: (request, or None if it did not parse; response, or None; status
@@ -143,6 +145,12 @@ class InferenceServicer:
         parameters = parameters_from_proto(request.parameters)
         await self.dataplane.unload_model(request.model_name, parameters, request.repository_name)
         return pb.RepositoryModelUnloadResponse()
+
+    async def LogSettings(
+        self, request: pb.LogSettingsRequest, context: Any
+    ) -> pb.LogSettingsResponse:
+        changes = settings_from_proto(request.settings)
+        return settings_to_proto(update_log_settings(changes) if changes else log_settings())
 
 
 def _deadline(context: Any, parameters: dict[str, Any], model: str) -> float | None:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
 
 import pytest
 
-from server.observability.logs import ClientGoneFilter, JsonFormatter, configure_logging
+from server.errors import InvalidArgumentError
+from server.observability.logs import (
+    ClientGoneFilter,
+    JsonFormatter,
+    configure_logging,
+    log_settings,
+    update_log_settings,
+)
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -78,3 +86,38 @@ def test_a_client_leaving_mid_reply_is_not_an_error_line() -> None:
     finally:
         root.setLevel(saved)
     assert ClientGoneFilter().filter(record("Unexpected error in servicer")) is True
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("INFO", "text")
+    try:
+        yield root
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+@pytest.mark.parametrize(
+    ("changes", "level"),
+    [
+        ({"log_verbose_level": 1}, logging.DEBUG),
+        ({"log_verbose_level": 0}, logging.INFO),
+        ({"log_info": False}, logging.WARNING),
+        ({"log_info": False, "log_warning": False}, logging.ERROR),
+        ({"log_info": False, "log_warning": False, "log_error": False}, logging.CRITICAL),
+    ],
+)
+def test_switches_become_one_threshold(root_logger: logging.Logger, changes, level: int) -> None:
+    settings = update_log_settings(changes)
+    assert root_logger.level == level
+    assert settings == {**log_settings(), **changes}  # what was asked is what is reported
+
+
+def test_a_refused_change_changes_nothing(root_logger: logging.Logger) -> None:
+    with pytest.raises(InvalidArgumentError, match="'log_warning': cannot be off while"):
+        update_log_settings({"log_format": "json", "log_warning": False})
+    assert root_logger.level == logging.INFO
+    assert log_settings()["log_format"] == "text"
