@@ -108,6 +108,7 @@ class InferenceServer:
         await self.control.close()  # no poll starts a load from here on
         await self._grpc.stop(grace=timeout)
         await self.manager.close(timeout)
+        self.dataplane.shared_memory.close()  # no request is left to read or write a region
         if self._metrics is not None:
             self._metrics.stop()
         log.info("shutdown complete")

@@ -20,6 +20,7 @@ from server.repository.control import RepositoryControl
 from server.repository.manager import ModelRepositoryManager
 from server.repository.scanner import parse_version
 from server.repository.states import VersionStatus
+from server.shared_memory import SharedMemoryRegistry
 
 SERVER_NAME = "onnxserve"
 SERVER_VERSION = "0.1.0"
@@ -32,12 +33,15 @@ class DataPlane:
         statistics: Statistics | None = None,
         control: RepositoryControl | None = None,
         strict_readiness: bool = False,
+        shared_memory: SharedMemoryRegistry | None = None,
     ) -> None:
         self.manager = manager
         # Model control mode and the repository operations (index, load, unload).
         self.control = control or RepositoryControl(manager)
         # The frontend reports each request's outcome here (statistics.on_request).
         self.statistics = statistics or Statistics()
+        # Registered system shared memory regions that requests may name for their tensors.
+        self.shared_memory = shared_memory or SharedMemoryRegistry()
         self.accepting = True  # False once shutdown begins: readiness turns off first
         self.stopping = asyncio.Event()  # set with accepting = False: open streams wind down
         self.started = False  # True once the models that load at start have been tried

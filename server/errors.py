@@ -21,7 +21,11 @@ class InvalidArgumentError(InferenceServerError):
 
 
 class NotFoundError(InferenceServerError):
-    """Unknown model or version."""
+    """Unknown model, version or shared memory region."""
+
+
+class AlreadyExistsError(InferenceServerError):
+    """The name is taken (a shared memory region registered twice)."""
 
 
 class UnavailableError(InferenceServerError):

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from server.shared_memory import OutputPlacement
+
 
 @dataclass(slots=True)
 class InferenceRequest:
@@ -24,6 +26,8 @@ class InferenceRequest:
     batch_size: int = 1
     # Monotonic deadline on the event loop's clock, or None.
     deadline: float | None = None
+    # Outputs to write into shared memory instead of the response, by name; None: none.
+    output_placements: dict[str, OutputPlacement] | None = None
 
 
 @dataclass(slots=True)

@@ -15,7 +15,9 @@ import numpy as np
 from server import datatypes
 from server.errors import InvalidArgumentError
 from server.grpc.generated import grpc_service_pb2 as pb
+from server.grpc.shared_memory_params import mark_placed, output_placement, tensor_region
 from server.inference import InferenceRequest
+from server.shared_memory import OutputPlacement, SharedMemoryRegistry
 
 _LENGTH = struct.Struct("<I")
 _MAX_RANK = 64  # numpy's limit on dimensions (NPY_MAXDIMS)
@@ -30,32 +32,36 @@ def parse_infer_request(raw: bytes) -> pb.ModelInferRequest:
         raise InvalidArgumentError(f"request is not a valid ModelInferRequest: {error}") from None
 
 
-def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
+def decode_request(
+    message: pb.ModelInferRequest, regions: SharedMemoryRegistry | None = None
+) -> InferenceRequest:
+    """The request in numpy form; tensors that name a shared memory region are read from
+    `regions` (None: shared memory is refused)."""
     model = message.model_name
-    raw_contents = message.raw_input_contents
+    raw_contents: Any = message.raw_input_contents
     if raw_contents and len(raw_contents) != len(message.inputs):
-        raise InvalidArgumentError(
-            f"model '{model}': {len(raw_contents)} raw_input_contents for "
-            f"{len(message.inputs)} inputs; give one raw buffer per input, or none"
-        )
+        # Inputs in shared memory take no raw buffer; every other input takes one.
+        raw_contents = _raw_by_input(model, message)
     inputs: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(message.inputs):
         name = tensor.name
         if name in inputs:
             raise InvalidArgumentError(f"model '{model}': input '{name}' is given twice")
         raw = raw_contents[i] if raw_contents else None
-        inputs[name] = decode_tensor(model, tensor, raw)
+        inputs[name] = decode_tensor(model, tensor, raw, "input", regions)
 
     requested = None
+    placements = None
     if message.outputs:
         requested = tuple(o.name for o in message.outputs)
         for o in message.outputs:
             if "shared_memory_region" in o.parameters:
-                raise InvalidArgumentError(
-                    f"model '{model}': output '{o.name}': shared memory is not supported"
-                )
+                where = f"model '{model}': output '{o.name}'"
+                if placements is None:
+                    placements = {}
+                placements[o.name] = output_placement(where, o.parameters, regions)
     parameters = _parameters(message.parameters) if message.parameters else {}
-    return InferenceRequest(
+    request = InferenceRequest(
         model_name=model,
         model_version=message.model_version,
         inputs=inputs,
@@ -63,6 +69,23 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
         id=message.id,
         parameters=parameters,
     )
+    if placements is not None:
+        request.output_placements = placements
+    return request
+
+
+def _raw_by_input(model: str, message: pb.ModelInferRequest) -> list[bytes | None]:
+    raw_contents = message.raw_input_contents
+    in_memory = ["shared_memory_region" in t.parameters for t in message.inputs]
+    wanted = in_memory.count(False)
+    if len(raw_contents) != wanted:
+        raise InvalidArgumentError(
+            f"model '{model}': {len(raw_contents)} raw_input_contents for "
+            f"{wanted} inputs; give one raw buffer per input, or none"
+            + (" (inputs in shared memory take none)" if wanted != len(in_memory) else "")
+        )
+    buffers = iter(raw_contents)
+    return [None if shared else next(buffers) for shared in in_memory]
 
 
 def decode_tensor(
@@ -70,6 +93,7 @@ def decode_tensor(
     tensor: pb.ModelInferRequest.InferInputTensor,
     raw: bytes | None,
     kind: str = "input",
+    regions: SharedMemoryRegistry | None = None,
 ) -> np.ndarray:
     """One tensor to numpy; clients decode response outputs with it too (kind="output")."""
     name = tensor.name
@@ -97,7 +121,25 @@ def decode_tensor(
             f"{_MAX_BYTES} bytes across its non-zero dimensions, got {extent}"
         )
     if "shared_memory_region" in tensor.parameters:
-        raise InvalidArgumentError(f"{where}: shared memory is not supported")
+        if regions is None:
+            raise InvalidArgumentError(f"{where}: shared memory is not supported")
+        if raw is not None or tensor.HasField("contents"):
+            raise InvalidArgumentError(
+                f"{where}: names a shared memory region and also carries "
+                f"{'raw_input_contents' if raw is not None else 'typed contents'}; give one"
+            )
+        region, offset, size = tensor_region(where, tensor.parameters, regions)
+        if datatype.name == "BYTES":
+            return _decode_raw_bytes(where, region.read(offset, size, where), count, shape)
+        expected = count * datatype.itemsize
+        if size != expected:
+            raise InvalidArgumentError(
+                f"{where}: shared_memory_byte_size is {size}, expected {expected} "
+                f"for shape {list(shape)} of {datatype.name}"
+            )
+        # A copy: the client may reuse the region as soon as the request is decoded.
+        data = region.read(offset, size, where)
+        return np.frombuffer(data, dtype=datatype.numpy).reshape(shape)
 
     if raw is not None:
         if tensor.HasField("contents"):
@@ -199,8 +241,13 @@ def encode_bytes(array: np.ndarray) -> bytes:
 
 
 def encode_response(
-    model_name: str, model_version: str, request_id: str, outputs: dict[str, np.ndarray]
+    model_name: str,
+    model_version: str,
+    request_id: str,
+    outputs: dict[str, np.ndarray],
+    placements: dict[str, OutputPlacement] | None = None,
 ) -> pb.ModelInferResponse:
+    """The response; outputs with a placement are written to shared memory instead."""
     response = pb.ModelInferResponse(
         model_name=model_name, model_version=model_version, id=request_id
     )
@@ -209,6 +256,28 @@ def encode_response(
     raw = response.raw_output_contents
     for name, array in outputs.items():
         datatype = datatypes.from_numpy(array.dtype)
+        if placements is not None and name in placements:
+            tensor = add_tensor(name=name, datatype=datatype.name, shape=array.shape)
+            _place(model_name, tensor, placements[name], array, datatype.name == "BYTES")
+            # As Triton does: an empty raw buffer keeps raw_output_contents aligned with outputs.
+            raw.append(b"")
+            continue
         add_tensor(name=name, datatype=datatype.name, shape=array.shape)
         raw.append(encode_bytes(array) if datatype.name == "BYTES" else array.tobytes())
     return response
+
+
+def _place(
+    model: str,
+    tensor: pb.ModelInferResponse.InferOutputTensor,
+    placement: OutputPlacement,
+    array: np.ndarray,
+    is_bytes: bool,
+) -> None:
+    """Writes one output into its shared memory region and says so in the tensor's parameters."""
+    if is_bytes:
+        data: bytes | memoryview = encode_bytes(array)
+    else:
+        data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    placement.write(data, f"model '{model}': output '{tensor.name}'")
+    mark_placed(tensor, placement, len(data))

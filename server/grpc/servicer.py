@@ -31,7 +31,14 @@ log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 
 # Protocol extensions this server implements, as ServerMetadata reports them.
-EXTENSIONS = ["model_configuration", "parameters", "statistics", "model_repository", "logging"]
+EXTENSIONS = [
+    "model_configuration",
+    "parameters",
+    "statistics",
+    "model_repository",
+    "logging",
+    "system_shared_memory",
+]
 
 Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 # Told how each call ended: (request, or None if it did not parse; response, or None; status
@@ -97,10 +104,12 @@ class InferenceServicer:
     async def ModelInfer(
         self, message: pb.ModelInferRequest, context: Any
     ) -> pb.ModelInferResponse:
-        request = codec.decode_request(message)
+        request = codec.decode_request(message, self.dataplane.shared_memory)
         request.deadline = _deadline(context, request.parameters, request.model_name)
         model, outputs = await self.dataplane.infer(request)
-        return codec.encode_response(model.name, model.version_str, request.id, outputs)
+        return codec.encode_response(
+            model.name, model.version_str, request.id, outputs, request.output_placements
+        )
 
     def report_infer(
         self,
@@ -145,6 +154,35 @@ class InferenceServicer:
         parameters = parameters_from_proto(request.parameters)
         await self.dataplane.unload_model(request.model_name, parameters, request.repository_name)
         return pb.RepositoryModelUnloadResponse()
+
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Any
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        response = pb.SystemSharedMemoryStatusResponse()
+        for region in self.dataplane.shared_memory.status(request.name):
+            response.regions[region.name].CopyFrom(
+                pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                    name=region.name,
+                    key=region.key,
+                    offset=region.offset,
+                    byte_size=region.byte_size,
+                )
+            )
+        return response
+
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Any
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        self.dataplane.shared_memory.register(
+            request.name, request.key, request.offset, request.byte_size
+        )
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Any
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        self.dataplane.shared_memory.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
 
     async def LogSettings(
         self, request: pb.LogSettingsRequest, context: Any

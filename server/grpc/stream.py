@@ -100,7 +100,7 @@ async def _read(
                 responses.put_nowait(_error_response(error))
                 continue
             try:
-                request = _decode(message, loop)
+                request = _decode(message, loop, dataplane)
             except InferenceServerError as error:
                 _count_failure(dataplane, message.model_name, message.model_version, error, start)
                 responses.put_nowait(
@@ -117,8 +117,10 @@ async def _read(
         responses.put_nowait(None)
 
 
-def _decode(message: pb.ModelInferRequest, loop: asyncio.AbstractEventLoop) -> InferenceRequest:
-    request = codec.decode_request(message)
+def _decode(
+    message: pb.ModelInferRequest, loop: asyncio.AbstractEventLoop, dataplane: DataPlane
+) -> InferenceRequest:
+    request = codec.decode_request(message, dataplane.shared_memory)
     parameters = request.parameters
     if parameters:
         timeout = codec.timeout_seconds(parameters, request.model_name)
@@ -135,7 +137,9 @@ async def _answer(
 ) -> None:
     try:
         model, outputs = await dataplane.infer(request)
-        response = codec.encode_response(model.name, model.version_str, request.id, outputs)
+        response = codec.encode_response(
+            model.name, model.version_str, request.id, outputs, request.output_placements
+        )
         message = pb.ModelStreamInferResponse(infer_response=response)
         responses.put_nowait(message.SerializeToString())
         seconds = time.monotonic() - start

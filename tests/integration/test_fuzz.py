@@ -280,7 +280,21 @@ def crafted_cases(rng: np.random.Generator) -> list[tuple[str, str, bytes]]:
     shm = out(
         name="OUTPUT0", parameters={"shared_memory_region": pb.InferParameter(string_param="r")}
     )  # noqa: E501
-    add("output in shared memory", variant(outputs=[shm]))
+    add("output in an unregistered shared memory region", variant(outputs=[shm]))
+
+    # Shared memory: a region nobody registered, a tensor given twice, keys outside /dev/shm.
+    in_shm = variant(raw=good.raw_input_contents[1:])
+    in_shm.inputs[0].parameters["shared_memory_region"].string_param = "r"
+    in_shm.inputs[0].parameters["shared_memory_byte_size"].int64_param = len(x)
+    add("input in an unregistered shared memory region", in_shm)
+    both = variant()
+    both.inputs[0].parameters["shared_memory_region"].string_param = "r"
+    add("input in shared memory and raw", both)
+    for key in ["/../etc/passwd", "../etc/passwd", "/dev/shm/../../etc/passwd", "/proc/self/mem"]:
+        register = pb.SystemSharedMemoryRegisterRequest(name="r", key=key, byte_size=8)
+        add(f"register key {key}", register.SerializeToString(), "SystemSharedMemoryRegister")
+    status = pb.SystemSharedMemoryStatusRequest(name="r")
+    add("status of an unregistered region", status.SerializeToString(), "SystemSharedMemoryStatus")
     add("unknown model", variant(model_name="no_such_model"))
     add("empty model name", variant(model_name=""))
     add("unknown version", variant(model_version="7"))
@@ -422,6 +436,9 @@ def test_malformed_requests_are_client_errors_and_the_server_carries_on(
     assert not failures, "\n".join(failures)
     live = pb.ServerLiveResponse.FromString(methods["ServerLive"](b"", timeout=10))
     assert live.live
+    status = methods["SystemSharedMemoryStatus"](b"", timeout=10)
+    regions = pb.SystemSharedMemoryStatusResponse.FromString(status).regions
+    assert not regions, f"hostile requests registered shared memory: {dict(regions)}"
     _, raw, expected = good()
     assert_outputs(pb.ModelInferResponse.FromString(infer(raw, timeout=30)), expected)
 

@@ -77,9 +77,9 @@ def test_server_metadata(stub: Stub) -> None:
     assert (metadata.name, metadata.version) == (SERVER_NAME, SERVER_VERSION)
     assert SERVER_NAME == "onnxserve"
     extensions = set(metadata.extensions)
-    assert {"model_configuration", "parameters"} <= extensions
-    # Shared memory is refused, so it must not be reported.
-    assert not extensions & {"system_shared_memory", "cuda_shared_memory"}
+    assert {"model_configuration", "parameters", "system_shared_memory"} <= extensions
+    # No GPU: CUDA shared memory is refused, so it must not be reported.
+    assert "cuda_shared_memory" not in extensions
 
 
 def tensors(metadata: list) -> list[tuple[str, str, list[int]]]:
@@ -212,9 +212,10 @@ def test_infer_picks_the_requested_version(stub: Stub, version: str, addend: flo
 @pytest.mark.parametrize(
     ("rpc", "request_message"),
     [
-        ("SystemSharedMemoryRegister", pb.SystemSharedMemoryRegisterRequest(name="r")),
-        ("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest()),
         ("CudaSharedMemoryRegister", pb.CudaSharedMemoryRegisterRequest(name="r")),
+        ("CudaSharedMemoryStatus", pb.CudaSharedMemoryStatusRequest()),
+        ("CudaSharedMemoryUnregister", pb.CudaSharedMemoryUnregisterRequest()),
+        ("TraceSetting", pb.TraceSettingRequest()),
     ],
 )
 def test_rpcs_not_offered_answer_unimplemented(stub: Stub, rpc: str, request_message) -> None:
