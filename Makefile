@@ -1,9 +1,10 @@
-# Two entry points: `make run` serves model_repository/ on localhost:8001, `make test` runs the suite.
+# Two entry points: `make run` serves model_repository/ (HTTP 8000, gRPC 8001, metrics 8002), `make test` runs the suite.
 # Both build .venv with the pinned dependencies from pyproject.toml on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/onnxserve serve --model-repository model_repository --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+	$(BIN)/onnxserve serve --model-repository model_repository --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -31,7 +31,14 @@ def available() -> bool:
 
 
 def run(
-    address: str, model: str, concurrency: int, window_ms: int, csv_path: Path, log_path: Path
+    address: str,
+    model: str,
+    concurrency: int,
+    window_ms: int,
+    csv_path: Path,
+    log_path: Path,
+    protocol: str = "grpc",
+    extra: tuple[str, ...] = (),
 ) -> LoadResult:
     """Three measurement windows of window_ms (six at most when one is off): a fixed time per cell.
 
@@ -40,7 +47,7 @@ def run(
     """
     command = [
         str(PERF_ANALYZER),
-        "-m", model, "-u", address, "-i", "grpc", "-b", "1",
+        "-m", model, "-u", address, "-i", protocol, "-b", "1", *extra,
         "--concurrency-range", str(concurrency),
         "--measurement-interval", str(window_ms),
         # Any three windows count as stable, so the cell runs for a fixed time, not until stable.

@@ -7,11 +7,17 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
 
 from server.dataplane import DataPlane
+from server.grpc.config_proto import to_proto as config_to_proto
 from server.grpc.server import build_grpc_server
 from server.grpc.tls import TlsFiles
 from server.grpc.triton_config import TRITON_FORMAT
+from server.http.server import HttpServer
+from server.model_config import ModelConfig
 from server.observability.http import MetricsServer, on_loop, start_metrics_server
 from server.observability.metrics import build_registry, take_snapshot
 from server.observability.statistics import Statistics
@@ -29,8 +35,9 @@ class Settings:
     model_repository: Path
     host: str = "0.0.0.0"
     grpc_port: int = 8001
+    http_port: int = 8000  # -1: no HTTP frontend
     metrics_port: int = 8002
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024  # gRPC messages and HTTP request bodies
     shutdown_timeout: float = 30.0
     # Serve gRPC over TLS when cert and key are given; a client CA also requires client certs.
     tls_cert: Path | None = None
@@ -77,11 +84,25 @@ class InferenceServer:
             settings.max_message_bytes,
             _tls_files(settings),
         )
+        self._http: HttpServer | None = None
+        if settings.http_port >= 0:
+            tls = _tls_files(settings)
+            self._http = HttpServer(
+                self.dataplane,
+                config_json,
+                settings.host,
+                settings.http_port,
+                settings.max_message_bytes,
+                None if tls is None else (tls.cert, tls.key, tls.client_ca),
+            )
 
     async def start(self) -> None:
         # Listen first so liveness answers while models load; readiness follows the load.
         await self._grpc.start()
         log.info("gRPC listening on %s:%d", self.settings.host, self.grpc_port)
+        if self._http is not None:
+            await self._http.start()
+            log.info("HTTP listening on %s:%d", self.settings.host, self._http.port)
         # Scrapes run in the metrics server's threads; the snapshot itself is taken on the loop.
         snapshot = on_loop(
             asyncio.get_running_loop(), lambda: take_snapshot(self.statistics, self.manager)
@@ -106,7 +127,10 @@ class InferenceServer:
         log.info("shutting down: finishing in-flight requests (up to %.0fs)", timeout)
         self.dataplane.stop_accepting()
         await self.control.close()  # no poll starts a load from here on
-        await self._grpc.stop(grace=timeout)
+        stopping = [self._grpc.stop(grace=timeout)]
+        if self._http is not None:
+            stopping.append(self._http.stop(grace=timeout))
+        await asyncio.gather(*stopping)
         await self.manager.close(timeout)
         self.dataplane.shared_memory.close()  # no request is left to read or write a region
         if self._metrics is not None:
@@ -118,6 +142,12 @@ def _tls_files(settings: Settings) -> TlsFiles | None:
     if settings.tls_cert is None or settings.tls_key is None:
         return None
     return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+
+def config_json(config: ModelConfig) -> dict[str, Any]:
+    """Triton's ModelConfig as JSON, for the HTTP frontend (int64 fields as strings, as Triton
+    writes them and perf_analyzer reads them)."""
+    return MessageToDict(config_to_proto(config), preserving_proto_field_name=True)
 
 
 async def serve(settings: Settings) -> None:

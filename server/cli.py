@@ -17,16 +17,23 @@ from server.repository.control_mode import ControlMode
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve a model repository over gRPC")
+    p = sub.add_parser("serve", help="serve a model repository over gRPC and HTTP")
     p.add_argument("--model-repository", type=Path, required=True, help="the models folder")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=8000,
+        help="HTTP/REST port (default 8000; 0 picks a free port; -1 turns HTTP off)",
+    )
     p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus port (default 8002)")
     p.add_argument(
         "--max-message-bytes",
         type=int,
         default=64 * 1024 * 1024,
-        help="largest gRPC message received or sent (default 64 MiB)",
+        help="largest gRPC message received or sent, and largest HTTP request body "
+        "(default 64 MiB)",
     )
     p.add_argument(
         "--shutdown-timeout",
@@ -54,7 +61,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         help="log requests whose queue + compute time exceeds this, with their timings "
         "(default 0: off)",
     )
-    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve gRPC over TLS")
+    p.add_argument(
+        "--tls-cert", type=Path, help="PEM certificate chain: serve gRPC and HTTP over TLS"
+    )
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument(
         "--tls-client-ca",
@@ -153,6 +162,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         model_repository=args.model_repository,
         host=args.host,
         grpc_port=args.grpc_port,
+        http_port=args.http_port,
         metrics_port=args.metrics_port,
         max_message_bytes=args.max_message_bytes,
         shutdown_timeout=args.shutdown_timeout,

@@ -15,6 +15,7 @@ import grpc
 from server.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 
 _LISTENING = re.compile(r"gRPC listening on [^:]+:(\d+)")
+_HTTP = re.compile(r"HTTP listening on [^:]+:(\d+)")
 _METRICS = re.compile(r"metrics listening on [^:]+:(\d+)")
 
 
@@ -28,16 +29,21 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0  # stays 0 when the args turn HTTP off (--http-port -1)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_address(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
     def start(self, wait_ready: bool = True, timeout: float = 60.0) -> ServerProcess:
         command = [
             sys.executable, "-m", "server", "serve",
             "--model-repository", str(self.repository),
-            "--host", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0",
+            "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0",
             *self.args,
         ]  # fmt: skip
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -55,6 +61,8 @@ class ServerProcess:
             listening, metrics = _LISTENING.search(logs), _METRICS.search(logs)
             if listening and metrics:
                 self.port, self.metrics_port = int(listening.group(1)), int(metrics.group(1))
+                http = _HTTP.search(logs)  # logged before the metrics line, when HTTP is on
+                self.http_port = int(http.group(1)) if http else 0
             else:
                 time.sleep(0.05)
         if wait_ready:

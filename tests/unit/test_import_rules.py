@@ -12,7 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-CONTRACTS = 5
+CONTRACTS = 6
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -41,6 +41,7 @@ def broken_tree(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Complete
     shutil.copy(REPO_ROOT / "pyproject.toml", root)
     additions = {
         "server/dataplane.py": "import grpc  # noqa",
+        "server/model.py": "import uvicorn  # noqa",
         "server/validation.py": "import onnxruntime  # noqa",
         "server/scheduling/policy.py": "from server.backends import onnxruntime  # noqa",
         "server/errors.py": "from server import inference  # noqa",
@@ -55,7 +56,8 @@ def broken_tree(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Complete
     ("contract", "offender"),
     [
         ("only server.grpc and the entry points", "server.dataplane -> grpc"),
-        ("the core never imports the gRPC frontend", "server.dataplane -> grpc"),
+        ("the core never imports a frontend", "server.dataplane -> grpc"),
+        ("only server.http and the entry points", "server.model -> uvicorn"),
         ("only server.backends imports onnxruntime", "server.validation -> onnxruntime"),
         ("server.scheduling imports no transport", "server.scheduling.policy -> server.backends"),
         ("errors, datatypes and model_config", "server.errors -> server.inference"),

@@ -1,0 +1,53 @@
+"""The one table from our error kinds to HTTP status codes (the gRPC one is server/grpc/status.py).
+
+Unknown models and versions answer 404 (Triton answers 400): the resource named in the path does
+not exist, which is what 404 says. Overload answers 429 with Retry-After, so load balancers and
+clients back off instead of failing over.
+"""
+
+from __future__ import annotations
+
+from server import errors
+
+_CODES: dict[type[errors.InferenceServerError], int] = {
+    errors.InvalidArgumentError: 400,
+    errors.NotFoundError: 404,
+    errors.AlreadyExistsError: 409,
+    errors.ResourceExhaustedError: 429,
+    errors.CancelledError: 499,  # the client closed the connection first (nginx's code)
+    errors.InternalError: 500,
+    errors.UnimplementedError: 501,
+    errors.UnavailableError: 503,
+    errors.DeadlineExceededError: 504,
+}
+# Seconds a client should wait before it retries, for the codes where a retry can succeed.
+RETRY_AFTER: dict[int, bytes] = {429: b"1", 503: b"1"}
+# The outcome name statistics and /metrics count an HTTP status under, as gRPC's are counted.
+OUTCOMES: dict[int, str] = {
+    200: "OK",
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    405: "INVALID_ARGUMENT",
+    409: "ALREADY_EXISTS",
+    413: "RESOURCE_EXHAUSTED",
+    415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def status_for(error: errors.InferenceServerError) -> int:
+    return _CODES.get(type(error), 500)
+
+
+class HttpError(Exception):
+    """A mistake only HTTP can make (method, body size, encoding), with its own status code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
