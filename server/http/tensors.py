@@ -114,10 +114,11 @@ def from_json(
         ) from None
     if values.size != count:
         raise _count_error(where, values.size, count, shape)
-    return _cast(where, datatype, values).reshape(shape)
+    return _cast(where, datatype, data, values).reshape(shape)
 
 
-def _cast(where: str, datatype: Datatype, values: np.ndarray) -> np.ndarray:
+def _cast(where: str, datatype: Datatype, data: list[Any], values: np.ndarray) -> np.ndarray:
+    """`values` (numpy's own reading of `data`) as the datatype, refusing what does not fit."""
     kind = values.dtype.kind
     target = datatype.numpy
     if values.size == 0:
@@ -125,12 +126,20 @@ def _cast(where: str, datatype: Datatype, values: np.ndarray) -> np.ndarray:
     if target.kind == "b":
         ok = kind == "b"
     elif target.kind in "iu":
-        ok = kind in "iu"
+        # Read again straight into the target: numpy refuses out-of-range integers there, and
+        # a mix of huge unsigned and small values that numpy's own reading made float is exact.
+        ok = kind in "iuf"
         if ok:
-            info = np.iinfo(target)
-            ok = int(values.min()) >= info.min and int(values.max()) <= info.max
-            if not ok:
-                raise InvalidArgumentError(f"{where}: a value does not fit in {datatype.name}")
+            try:
+                exact = np.array(data, dtype=target)
+            except OverflowError:
+                raise InvalidArgumentError(
+                    f"{where}: a value does not fit in {datatype.name}"
+                ) from None
+            if kind == "f" and not np.array_equal(exact, values):
+                ok = False  # a fraction
+            else:
+                return exact
     else:
         ok = kind in "iuf"
     if not ok:
