@@ -6,35 +6,22 @@ and leave through the one status table (server/http/status.py).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 
-from server.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane
+from server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION, DataPlane
 from server.errors import InferenceServerError, InvalidArgumentError, UnimplementedError
 from server.http.codec import decode_infer, encode_infer, parse_json
-from server.http.status import OUTCOMES, status_for
 from server.model_config import ModelConfig
-from server.observability.logs import log_settings, update_log_settings
 from server.observability.statistics import Duration, VersionStatistics
 
 JSON = b"application/json"
 BINARY = b"application/octet-stream"
-# Protocol extensions this server implements, as GET /v2 reports them.
-EXTENSIONS = [
-    "binary_tensor_data",
-    "model_configuration",
-    "parameters",
-    "statistics",
-    "model_repository",
-    "logging",
-    "system_shared_memory",
-]
-PLATFORM = "onnxruntime_onnx"
+# Protocol extensions, as GET /v2 reports them: the data plane's and the binary tensor data one.
+HTTP_EXTENSIONS = ["binary_tensor_data", *EXTENSIONS]
 
 
 @dataclass(slots=True)
@@ -74,7 +61,7 @@ class Endpoints:
 
     async def server_metadata(self, call: Call) -> Reply:
         return json_reply(
-            {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
+            {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": HTTP_EXTENSIONS}
         )
 
     async def model_ready(self, call: Call) -> Reply:
@@ -82,24 +69,8 @@ class Endpoints:
         return _health(self.dataplane.model_ready(p["model"], p.get("version", "")))
 
     async def model_metadata(self, call: Call) -> Reply:
-        model = self.dataplane.model(call.params["model"], call.params.get("version", ""))
-        config = model.config
-        batch = [-1] if config.batched else []
-        return json_reply(
-            {
-                "name": model.name,
-                "versions": self.dataplane.ready_versions(model.name),
-                "platform": PLATFORM,
-                "inputs": [
-                    {"name": t.name, "datatype": t.datatype, "shape": batch + list(t.dims)}
-                    for t in config.inputs
-                ],
-                "outputs": [
-                    {"name": t.name, "datatype": t.datatype, "shape": batch + list(t.dims)}
-                    for t in config.outputs
-                ],
-            }
-        )
+        p = call.params
+        return json_reply(asdict(self.dataplane.model_metadata(p["model"], p.get("version", ""))))
 
     async def model_config(self, call: Call) -> Reply:
         model = self.dataplane.model(call.params["model"], call.params.get("version", ""))
@@ -107,29 +78,14 @@ class Endpoints:
 
     async def infer(self, call: Call) -> Reply:
         name, version = call.params["model"], call.params.get("version", "")
-        request = None
-        model_name = model_version = ""
-        code = "OK"
         try:
-            dataplane = self.dataplane
-            request, form = decode_infer(
-                name, version, call.body, call.header_length, dataplane.shared_memory
-            )
-            _set_deadline(request.parameters, request, name)
-            model, outputs = await dataplane.infer(request)
-            model_name, model_version = model.name, model.version_str
-            body, header_length = encode_infer(model_name, model_version, request, outputs, form)
+            request, form = decode_infer(name, version, call.body, call.header_length)
         except InferenceServerError as error:
-            model_name, model_version = self.dataplane.request_labels(name, version)
-            code = OUTCOMES[status_for(error)]
+            self.dataplane.reject(error, name, version, call.arrival, "http")
             raise
-        except BaseException as error:  # the client went away (cancelled), or our own fault
-            code = "CANCELLED" if isinstance(error, asyncio.CancelledError) else "INTERNAL"
-            model_name, model_version = self.dataplane.request_labels(name, version)
-            raise
-        finally:
-            seconds = time.monotonic() - call.arrival
-            self.dataplane.statistics.on_request(model_name, model_version, code, seconds)
+        request.arrival = call.arrival
+        response = await self.dataplane.infer(request)
+        body, header_length = encode_infer(response, form)
         if header_length is None:
             return Reply(200, body)
         return Reply(200, body, BINARY, header_length)
@@ -172,7 +128,7 @@ class Endpoints:
         return _EMPTY
 
     async def shm_status(self, call: Call) -> Reply:
-        regions = self.dataplane.shared_memory.status(call.params.get("region", ""))
+        regions = self.dataplane.shared_memory_status(call.params.get("region", ""))
         return json_reply(
             [
                 {"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size}
@@ -189,19 +145,19 @@ class Endpoints:
                 f"system shared memory region '{name}': expected 'key' (string), 'offset' and "
                 f"'byte_size' (integers), got {options}"
             )
-        self.dataplane.shared_memory.register(name, key, offset, size)
+        self.dataplane.register_shared_memory(name, key, offset, size)
         return _EMPTY
 
     async def shm_unregister(self, call: Call) -> Reply:
-        self.dataplane.shared_memory.unregister(call.params.get("region", ""))
+        self.dataplane.unregister_shared_memory(call.params.get("region", ""))
         return _EMPTY
 
     async def log_settings(self, call: Call) -> Reply:
-        return json_reply(log_settings())
+        return json_reply(self.dataplane.log_settings())
 
     async def update_log_settings(self, call: Call) -> Reply:
         changes = _json_object(call.body, "log settings")
-        return json_reply(update_log_settings(changes) if changes else log_settings())
+        return json_reply(self.dataplane.log_settings(changes))
 
     async def unimplemented(self, call: Call) -> Reply:
         raise UnimplementedError("this endpoint is not implemented by this server")
@@ -209,19 +165,6 @@ class Endpoints:
 
 def _health(ok: bool) -> Reply:
     return Reply(200 if ok else 503, b"")
-
-
-def _set_deadline(parameters: dict[str, Any], request: Any, model: str) -> None:
-    """The `timeout` parameter (microseconds, as Triton reads it) -> the request's deadline."""
-    value = parameters.get("timeout")
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgumentError(
-            f"model '{model}': parameter 'timeout' must be a non-negative integer of microseconds"
-        )
-    if value:
-        request.deadline = asyncio.get_running_loop().time() + value / 1e6
 
 
 def _json_object(body: bytes, where: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ _CODES: dict[type[errors.InferenceServerError], int] = {
     errors.NotFoundError: 404,
     errors.AlreadyExistsError: 409,
     errors.ResourceExhaustedError: 429,
-    errors.CancelledError: 499,  # the client closed the connection first (nginx's code)
     errors.InternalError: 500,
     errors.UnimplementedError: 501,
     errors.UnavailableError: 503,
@@ -22,22 +21,6 @@ _CODES: dict[type[errors.InferenceServerError], int] = {
 }
 # Seconds a client should wait before it retries, for the codes where a retry can succeed.
 RETRY_AFTER: dict[int, bytes] = {429: b"1", 503: b"1"}
-# The outcome name statistics and /metrics count an HTTP status under, as gRPC's are counted.
-OUTCOMES: dict[int, str] = {
-    200: "OK",
-    400: "INVALID_ARGUMENT",
-    404: "NOT_FOUND",
-    405: "INVALID_ARGUMENT",
-    409: "ALREADY_EXISTS",
-    413: "RESOURCE_EXHAUSTED",
-    415: "INVALID_ARGUMENT",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 
 
 def status_for(error: errors.InferenceServerError) -> int:

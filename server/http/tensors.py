@@ -1,23 +1,19 @@
-"""One tensor between its HTTP forms (JSON `data`, binary bytes, shared memory) and numpy.
+"""One tensor between its JSON form (`data`, flat or nested) and numpy.
 
-Every size a client claims is checked with Python integers against what actually came before
-anything is allocated from it, so a forged shape reserves no memory: the same rule as the gRPC
-codec's.
+The binary and shared memory forms are every frontend's raw form (server/tensors.py). JSON
+values are counted against the shape before an array of the shape is made.
 """
 
 from __future__ import annotations
 
-import math
-import struct
 from typing import Any
 
 import numpy as np
 
 from server.datatypes import Datatype
 from server.errors import InvalidArgumentError
+from server.tensors import check_shape
 
-_LENGTH = struct.Struct("<I")
-_MAX_RANK = 64  # numpy's limit on dimensions (NPY_MAXDIMS)
 # Dtypes orjson writes straight from an array (the others go through tolist()).
 JSON_NATIVE = frozenset(
     np.dtype(t)
@@ -28,64 +24,13 @@ JSON_NATIVE = frozenset(
 )  # fmt: skip
 
 
-def check_shape(where: str, shape: Any) -> tuple[tuple[int, ...], int]:
-    """The shape as a tuple and its element count; raises on anything but non-negative ints."""
-    if not isinstance(shape, list) or len(shape) > _MAX_RANK:
+def json_shape(where: str, datatype: Datatype, shape: Any) -> tuple[tuple[int, ...], int]:
+    """The JSON `shape` as a tuple and its element count; refuses anything but integers."""
+    if not isinstance(shape, list) or not all(type(d) is int for d in shape):
         raise InvalidArgumentError(
-            f"{where}: expected 'shape' as a list of at most {_MAX_RANK} integers, got {shape!r}"
+            f"{where}: expected 'shape' as a list of integers, got {shape!r}"
         )
-    for d in shape:
-        if type(d) is not int or d < 0:
-            raise InvalidArgumentError(
-                f"{where}: expected non-negative integer dimensions, got shape {shape}"
-            )
-    return tuple(shape), math.prod(shape)
-
-
-def from_binary(
-    where: str, datatype: Datatype, raw: bytes | memoryview, shape: tuple[int, ...], count: int
-) -> np.ndarray:
-    if datatype.name == "BYTES":
-        return _bytes_from_binary(where, raw, count, shape)
-    expected = count * datatype.itemsize
-    if len(raw) != expected:
-        raise InvalidArgumentError(
-            f"{where}: binary data is {len(raw)} bytes, expected {expected} "
-            f"for shape {list(shape)} of {datatype.name}"
-        )
-    return np.frombuffer(raw, dtype=datatype.numpy).reshape(shape)
-
-
-def _bytes_from_binary(
-    where: str, raw: bytes | memoryview, count: int, shape: tuple[int, ...]
-) -> np.ndarray:
-    # Each element needs at least its 4-byte length prefix: bound the count before allocating.
-    end = len(raw)
-    if count * 4 > end:
-        raise InvalidArgumentError(
-            f"{where}: binary data of {end} bytes cannot hold {count} BYTES elements "
-            f"for shape {list(shape)}"
-        )
-    items = []
-    offset = 0
-    for i in range(count):
-        if offset + 4 > end:
-            raise InvalidArgumentError(f"{where}: BYTES element {i}: length prefix is truncated")
-        (length,) = _LENGTH.unpack_from(raw, offset)
-        offset += 4
-        if offset + length > end:
-            raise InvalidArgumentError(
-                f"{where}: BYTES element {i}: length {length} overruns the {end}-byte buffer"
-            )
-        items.append(bytes(raw[offset : offset + length]))
-        offset += length
-    if offset != end:
-        raise InvalidArgumentError(
-            f"{where}: {end - offset} trailing bytes after {count} BYTES elements"
-        )
-    array = np.empty(count, dtype=object)
-    array[:] = items
-    return array.reshape(shape)
+    return tuple(shape), check_shape(where, datatype, shape)
 
 
 def from_json(
@@ -164,17 +109,6 @@ def _count_error(where: str, got: int, count: int, shape: tuple[int, ...]) -> In
     return InvalidArgumentError(
         f"{where}: 'data' holds {got} values, expected {count} for shape {list(shape)}"
     )
-
-
-def to_binary(array: np.ndarray, is_bytes: bool) -> bytes:
-    if not is_bytes:
-        return array.tobytes()
-    parts = []
-    for item in array.ravel():
-        data = item.encode() if isinstance(item, str) else bytes(item)
-        parts.append(_LENGTH.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
 
 
 def to_json(where: str, array: np.ndarray, is_bytes: bool) -> Any:

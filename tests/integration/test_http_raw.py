@@ -183,7 +183,7 @@ MISTAKES: list[tuple[str, bytes, dict[str, str], int, str]] = [
         b'{"inputs":[{"name":"INPUT0","shape":[-1],"datatype":"FP32","data":[1]}]}',
         {},
         400,
-        "expected non-negative integer dimensions",
+        "shape [-1] has a negative dimension",
     ),
     (
         "data count off",
@@ -214,7 +214,7 @@ MISTAKES: list[tuple[str, bytes, dict[str, str], int, str]] = [
             b"abcd",
         ),
         400,
-        "binary data is 4 bytes, expected 4000000000 for shape [1, 1000000000] of FP32",
+        "raw content is 4 bytes, expected 4000000000 for shape [1, 1000000000] of FP32",
     ),
     (
         "binary size past the end",
