@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds bench/.venv-perf: Triton's perf_analyzer (a C++ load generator shipped in the
-# tritonclient 2.41.0 wheel) and py-spy, kept apart from the server's own dependencies.
+# tritonclient 2.41.0 wheel), py-spy and the FastAPI baseline's packages, kept apart from the
+# server's own dependencies.
 # perf_analyzer links libb64 (Debian's libb64-0d) and libcudart.so.12 (the PyPI wheel
 # nvidia-cuda-runtime-cu12); gRPC load needs no GPU. Safe to run again.
 set -euo pipefail
@@ -25,6 +26,12 @@ fi
     "tritonclient==2.41.0" \
     "nvidia-cuda-runtime-cu12==12.3.101" \
     "py-spy==0.4.1"
+# The FastAPI + onnxruntime baseline of bench/http_bench.py (bench/fastapi_baseline.py) runs here too,
+# apart from the server's environment, as such an app is commonly deployed.
+"$venv/bin/python" -m pip install -q \
+    "fastapi==0.165.0" \
+    "uvicorn[standard]==0.55.0" \
+    "onnxruntime==1.32.0"
 
 # A wrapper that puts libcudart on the library path, so callers just run bench/.venv-perf/bin/pa.
 cudart="$("$venv/bin/python" -c 'import nvidia.cuda_runtime, os; print(os.path.join(nvidia.cuda_runtime.__path__[0], "lib"))')"
