@@ -1,6 +1,6 @@
-"""The baseline of bench/http_bench.py: a plain FastAPI + onnxruntime app serving one example model's
-KServe v2 JSON inference route, written as such apps commonly are (pydantic request models, a
-sync handler in FastAPI's thread pool, run under uvicorn with two workers).
+"""The baseline of bench/http_bench.py: a plain FastAPI + onnxruntime app serving one example
+model's KServe v2 JSON inference route, written as such apps commonly are (pydantic request
+models, a sync handler in FastAPI's thread pool, run under uvicorn with two workers).
 
 It also answers the few routes perf_analyzer reads before it sends load (metadata, config,
 statistics), so the same load generator drives it and onnxserve.
