@@ -66,7 +66,7 @@ class HttpApp:
 
     async def _read_body(self, receive: Receive, content_length: bytes | None) -> bytes:
         limit = self.max_body_bytes
-        if content_length is not None and int(content_length) > limit:
+        if content_length is not None and content_length.isdigit() and int(content_length) > limit:
             # Refused from the header alone, before a byte of the body is read.
             raise HttpError(413, _too_large(int(content_length), limit))
         message = await receive()

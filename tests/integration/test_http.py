@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,9 +191,22 @@ def test_errors_carry_status_and_message(client: triton.InferenceServerClient) -
     )
 
 
+def ok_requests_by_protocol(server: ServerProcess, model: str) -> dict[str, float]:
+    """onnxserve_requests_total{code="OK"} of the model, by protocol, from /metrics."""
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    counts = {}
+    for line in urllib.request.urlopen(url, timeout=10).read().decode().splitlines():
+        if line.startswith("onnxserve_requests_total{") and f'model="{model}"' in line:
+            if 'code="OK"' in line:
+                protocol = line.split('protocol="', 1)[1].split('"', 1)[0]
+                counts[protocol] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def test_statistics_count_http_and_grpc_requests_together(server: ServerProcess) -> None:
     client = triton.InferenceServerClient(server.http_address)
     before = client.get_inference_statistics("identity_int8")["model_stats"][0]
+    counted_before = ok_requests_by_protocol(server, "identity_int8")
     x = np.ones((1, 3), np.int8)
     for _ in range(3):
         identity(client, "INT8", x, binary=True)
@@ -206,6 +220,11 @@ def test_statistics_count_http_and_grpc_requests_together(server: ServerProcess)
     assert success - before["inference_stats"]["success"]["count"] == 4
     all_models = client.get_inference_statistics()["model_stats"]
     assert {s["name"] for s in all_models} >= {"double", "identity_int8", "nonbatched"}
+    counted = ok_requests_by_protocol(server, "identity_int8")
+    assert {p: counted.get(p, 0) - counted_before.get(p, 0) for p in counted} == {
+        "grpc": 1,
+        "http": 3,
+    }
 
 
 def test_log_settings_read_and_change(client: triton.InferenceServerClient) -> None:
