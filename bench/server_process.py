@@ -55,7 +55,7 @@ class BenchServer:
         command = [
             sys.executable, "-m", "server", "serve",
             "--model-repository", str(self.repository),
-            "--host", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0",
+            "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0",
             *self.args,
         ]  # fmt: skip
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in __exit__

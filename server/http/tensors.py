@@ -70,10 +70,15 @@ def _cast(where: str, datatype: Datatype, data: list[Any], values: np.ndarray) -
         return values.astype(target)
     if target.kind == "b":
         ok = kind == "b"
+    elif target.kind in "iu" and kind in "iu":
+        info = np.iinfo(target)
+        if int(values.min()) < info.min or int(values.max()) > info.max:
+            raise InvalidArgumentError(f"{where}: a value does not fit in {datatype.name}")
+        ok = True
     elif target.kind in "iu":
         # Read again straight into the target: numpy refuses out-of-range integers there, and
         # a mix of huge unsigned and small values that numpy's own reading made float is exact.
-        ok = kind in "iuf"
+        ok = kind == "f"
         if ok:
             try:
                 exact = np.array(data, dtype=target)
@@ -81,10 +86,9 @@ def _cast(where: str, datatype: Datatype, data: list[Any], values: np.ndarray) -
                 raise InvalidArgumentError(
                     f"{where}: a value does not fit in {datatype.name}"
                 ) from None
-            if kind == "f" and not np.array_equal(exact, values):
-                ok = False  # a fraction
-            else:
+            if np.array_equal(exact, values):
                 return exact
+            ok = False  # a fraction
     else:
         ok = kind in "iuf"
     if not ok:

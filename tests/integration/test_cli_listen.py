@@ -15,24 +15,26 @@ from tests.harness import ServerProcess
 
 
 def serve(
-    repository: Path, grpc_port: int, metrics_port: int = 0
+    repository: Path, grpc_port: int, metrics_port: int = 0, http_port: int = 0
 ) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable, "-m", "server", "serve",
         "--model-repository", str(repository),
         "--host", "127.0.0.1",
         "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
+        "--http-port", str(http_port),
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("which", ["grpc", "metrics"])
+@pytest.mark.parametrize("which", ["grpc", "metrics", "http"])
 def test_port_held_by_another_program(tmp_path: Path, which: str) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = serve(tmp_path, port) if which == "grpc" else serve(tmp_path, 0, port)
+        ports = {"grpc": (port, 0, 0), "metrics": (0, port, 0), "http": (0, 0, port)}[which]
+        result = serve(tmp_path, *ports)
     assert result.returncode == 1
     assert result.stderr == f"onnxserve: cannot listen on 127.0.0.1:{port}: address in use?\n"
     assert result.stdout == ""
