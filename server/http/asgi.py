@@ -71,10 +71,12 @@ class HttpApp:
             raise HttpError(413, _too_large(int(content_length), limit))
         message = await receive()
         body = message.get("body", b"")
+        size = len(body)
+        if size > limit:  # a chunked body that arrived whole
+            raise HttpError(413, _too_large(size, limit))
         if not message.get("more_body"):
             return body
         chunks = [body]
-        size = len(body)
         while message.get("more_body"):
             message = await receive()
             if message["type"] == "http.disconnect":

@@ -7,6 +7,7 @@ server is built, so a taken port fails before anything runs and port 0 is known 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class HttpServer:
             log_config=None,
             log_level="warning",
             access_log=False,
+            server_header=False,  # no product name in every reply
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             backlog=BACKLOG,
             **options,
@@ -68,6 +70,7 @@ class HttpServer:
         self._socket = _bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         self._server = uvicorn.Server(self._config)
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         try:
@@ -76,10 +79,21 @@ class HttpServer:
             raise ConfigError(f"HTTPS: cannot load the TLS files: {error}") from None
         self._server.lifespan = LifespanOff(self._config)
         await self._server.startup(sockets=[self._socket])
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        # What uvicorn's own main loop would do: refresh the Date and Server headers each second.
+        counter = 0
+        while True:
+            await self._server.on_tick(counter)
+            counter += 10
+            await asyncio.sleep(1.0)
 
     async def stop(self, grace: float) -> None:
         """Stop accepting -> finish the requests in flight (up to `grace` s) -> close."""
         self._config.timeout_graceful_shutdown = grace
+        if self._ticker is not None:
+            self._ticker.cancel()
         if hasattr(self._server, "servers"):
             await self._server.shutdown()
         else:  # never started
