@@ -1,7 +1,8 @@
 """Runs every ```bash and ```python block of README.md and docs/*.md against a real server.
 
 The docs cannot drift from the code when their examples are executed. One server serves
-model_repository/ (as `make run` does) on ports the OS picks; the conventions a block relies on
+model_repository/ with the flags of `make run` (read from `make -n run`), on 127.0.0.1 and on
+ports the OS picks; the conventions a block relies on
 are described in docs/development.md ("Docs examples"):
 - the addresses localhost:8000 (HTTP), localhost:8001 (gRPC) and localhost:8002 (metrics), also
   written 127.0.0.1:PORT, are rewritten to the real ports;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +37,8 @@ BLOCK_TIMEOUT = 60.0
 
 _FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w+-]*)\s*$")
 _ADDRESS = re.compile(r"\b(localhost|127\.0\.0\.1):(8000|8001|8002)\b")
+# Flags of `make run` the test replaces: it serves on 127.0.0.1 and on ports the OS picks.
+_SET_BY_TEST = {"--model-repository", "--host", "--grpc-port", "--metrics-port", "--http-port"}
 _HTTP_LISTENING = re.compile(r"HTTP listening on [^:\s]+:(\d+)", re.IGNORECASE)
 
 
@@ -150,23 +154,49 @@ def _all_blocks() -> list[Block]:
 BLOCKS = _all_blocks()
 
 
+def make_run_flags() -> list[str]:
+    """The `onnxserve serve` flags of `make run`, less the ones the test sets itself (repository,
+    host, ports), so that the examples meet the server a reader starts."""
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-n", "run"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.replace("\\\n", " ")
+    [line] = [line for line in recipe.splitlines() if " serve " in line]
+    words = shlex.split(line)
+    flags, i = [], words.index("serve") + 1
+    while i < len(words):
+        if words[i] in _SET_BY_TEST:
+            i += 2  # the flag and its value
+            continue
+        flags.append(words[i])
+        i += 1
+    if any(word == "--http-port" for word in words):
+        flags += ["--http-port", "0"]
+    return flags
+
+
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, int]]:
     """One server on model_repository/, as `make run` serves it; the docs' ports -> real ones."""
     log_dir = tmp_path_factory.mktemp("docs-server")
-    help_text = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--help"], capture_output=True, text=True
-    ).stdout
-    http = "--http-port" in help_text
-    args = ["--model-control-mode", "poll"] + (["--http-port", "0"] if http else [])
-    server = ServerProcess(REPO_ROOT / "model_repository", *args, log_dir=log_dir).start()
+    flags = make_run_flags()
+    server = ServerProcess(REPO_ROOT / "model_repository", *flags, log_dir=log_dir).start()
     mapping = {8001: server.port, 8002: server.metrics_port}
-    if http:
+    if "--http-port" in flags:
         listening = _HTTP_LISTENING.search(server.logs())
         assert listening, f"the server takes --http-port but logged no HTTP port:\n{server.logs()}"
         mapping[8000] = int(listening[1])
     yield mapping
     assert server.stop() == 0, server.logs()
+
+
+def test_make_run_polls_the_repository() -> None:
+    # README promises that `make run` serves a model folder dropped in; the examples run so.
+    flags = make_run_flags()
+    assert flags[flags.index("--model-control-mode") + 1] == "poll"
 
 
 def test_the_docs_have_runnable_examples() -> None:
