@@ -2,8 +2,8 @@
 
 The docs cannot drift from the code when their examples are executed. One server serves
 model_repository/ with the flags of `make run` (read from `make -n run`), on 127.0.0.1 and on
-ports the OS picks; the conventions a block relies on
-are described in docs/development.md ("Docs examples"):
+ports the OS picks. The conventions a block relies on are in docs/development.md ("Docs
+examples"):
 - the addresses localhost:8000 (HTTP), localhost:8001 (gRPC) and localhost:8002 (metrics), also
   written 127.0.0.1:PORT, are rewritten to the real ports;
 - bash blocks run with `bash -euo pipefail`, python blocks with this interpreter, each in a fresh
@@ -12,7 +12,8 @@ are described in docs/development.md ("Docs examples"):
 - a ```text block right after a block is its expected stdout (its addresses rewritten too),
   where `...` matches any run of characters within a line and a line holding only `...`
   matches any number of lines.
-Blocks that cannot run offline in seconds are fenced ```console instead.
+Blocks that cannot run offline in seconds are fenced ```console instead. Relative links
+between the pages are checked too, anchors included.
 """
 
 from __future__ import annotations
@@ -245,3 +246,29 @@ def test_ports_are_rewritten_only_in_addresses() -> None:
     assert rewritten == (
         "url = 'localhost:40001'; curl 127.0.0.1:40000/v2; n = 8001; x = 'localhost:80011'"
     )
+
+
+# --- links between the pages -------------------------------------------------------------------
+
+_LINK = re.compile(r"\]\((?!https?://|mailto:)([^)#\s]*)(?:#([^)\s]+))?\)")
+# Pages other work adds to docs/; linked from the README and the index before they exist.
+_PAGES_TO_COME = {"http.md", "deployment.md", "response-cache.md", "optimize-and-tune.md"}
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", path.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=[p.name for p in DOC_FILES])
+def test_links_resolve(path: Path) -> None:
+    broken = []
+    for target, anchor in _LINK.findall(path.read_text()):
+        linked = (path.parent / target).resolve() if target else path
+        if not linked.exists():
+            if linked.parent != REPO_ROOT / "docs" or linked.name not in _PAGES_TO_COME:
+                broken.append(target)
+        elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+            broken.append(f"{target}#{anchor}")
+    assert not broken, f"{path.relative_to(REPO_ROOT)}: broken links {broken}"
