@@ -184,7 +184,12 @@ def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, int]]:
     """One server on model_repository/, as `make run` serves it; the docs' ports -> real ones."""
     log_dir = tmp_path_factory.mktemp("docs-server")
     flags = make_run_flags()
-    server = ServerProcess(REPO_ROOT / "model_repository", *flags, log_dir=log_dir).start()
+    server = ServerProcess(REPO_ROOT / "model_repository", *flags, log_dir=log_dir)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()  # closes its log file; the error says why it did not start
+        raise
     mapping = {8001: server.port, 8002: server.metrics_port}
     if "--http-port" in flags:
         listening = _HTTP_LISTENING.search(server.logs())
