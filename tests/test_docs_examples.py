@@ -34,6 +34,8 @@ from tests.harness import ServerProcess
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 RUNNABLE = ("bash", "python")
+# Run (bash, python), or shown only: commands that cannot run here, output, files, queries.
+_KNOWN_LANGUAGES = {*RUNNABLE, "console", "text", "yaml", "json", "promql", "protobuf"}
 BLOCK_TIMEOUT = 60.0
 
 _FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w+-]*)\s*$")
@@ -56,9 +58,9 @@ class Block:
         return f"{self.path.relative_to(REPO_ROOT)}:{self.line}"
 
 
-def parse_blocks(path: Path, text: str) -> list[Block]:
-    """Every fenced block of a runnable language, with the ```text block that follows it."""
-    fenced: list[tuple[int, int, str, str]] = []  # (first line, last line, lang, body)
+def fences(path: Path, text: str) -> list[tuple[int, int, str, str]]:
+    """Every fenced block as (0-based first line, last line, language, body)."""
+    fenced = []
     lines = text.splitlines()
     i = 0
     while i < len(lines):
@@ -75,6 +77,13 @@ def parse_blocks(path: Path, text: str) -> list[Block]:
             raise ValueError(f"{path}:{i + 1}: a ```{lang} block is never closed")
         fenced.append((i, j, lang, "\n".join(body) + "\n"))
         i = j + 1
+    return fenced
+
+
+def parse_blocks(path: Path, text: str) -> list[Block]:
+    """Every fenced block of a runnable language, with the ```text block that follows it."""
+    fenced = fences(path, text)
+    lines = text.splitlines()
     blocks = []
     for n, (first, last, lang, body) in enumerate(fenced):
         if lang not in RUNNABLE:
@@ -203,6 +212,16 @@ def test_make_run_polls_the_repository() -> None:
     # README promises that `make run` serves a model folder dropped in; the examples run so.
     flags = make_run_flags()
     assert flags[flags.index("--model-control-mode") + 1] == "poll"
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=[p.name for p in DOC_FILES])
+def test_every_block_says_whether_it_runs(path: Path) -> None:
+    # A shell block tagged `sh`, `shell` or nothing would silently escape the test.
+    langs = {(lang, first + 1) for first, _, lang, _ in fences(path, path.read_text())}
+    unknown = sorted((line, lang) for lang, line in langs if lang not in _KNOWN_LANGUAGES)
+    assert not unknown, (
+        f"{path.name}: blocks (line, tag) not in {sorted(_KNOWN_LANGUAGES)}: {unknown}"
+    )
 
 
 def test_the_docs_have_runnable_examples() -> None:
