@@ -275,7 +275,7 @@ def test_ports_are_rewritten_only_in_addresses() -> None:
 # --- links between the pages -------------------------------------------------------------------
 
 _LINK = re.compile(r"\]\((?!https?://|mailto:)([^)#\s]*)(?:#([^)\s]+))?\)")
-# Pages other work adds to docs/; linked from the README and the index before they exist.
+# Pages the README and the index link before they are written (HTTP, deployment, cache, tools).
 _PAGES_TO_COME = {"http.md", "deployment.md", "response-cache.md", "optimize-and-tune.md"}
 
 
