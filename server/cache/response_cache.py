@@ -62,11 +62,13 @@ class ResponseCache:
         observer_factory: Callable[[str, int], CacheObserver | None] | None = None,
         retry_seconds: float = 1.0,
         warn_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self._observer_factory = observer_factory or (lambda name, version: None)
         self.retry_seconds = retry_seconds
         self.warn_seconds = warn_seconds
+        self._clock = clock
         self.errors = 0
         self._down_until = 0.0  # monotonic time before which the store is not called
         self._next_warning = 0.0
@@ -112,7 +114,7 @@ class ResponseCache:
 
     def failed(self, error: BaseException) -> None:
         """Counts a failure and rests the store; warns at most once per warn_seconds."""
-        now = time.monotonic()
+        now = self._clock()
         self.errors += 1
         self._unreported += 1
         self._down_until = now + self.retry_seconds
@@ -130,7 +132,7 @@ class ResponseCache:
             self._next_warning = now + self.warn_seconds
 
     def _resting(self) -> bool:
-        return bool(self._down_until) and time.monotonic() < self._down_until
+        return bool(self._down_until) and self._clock() < self._down_until
 
     def _recovered(self) -> None:
         if self._down_until:

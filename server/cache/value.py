@@ -98,4 +98,6 @@ def _bytes_array(data: memoryview, shape: tuple[int, ...]) -> np.ndarray:
         offset += _U32.size + length
     array = np.empty(len(items), dtype=object)
     array[:] = items
-    return array.reshape(shape)
+    array = array.reshape(shape)
+    array.flags.writeable = False  # like the other outputs: a hit is shared, never changed
+    return array
