@@ -11,7 +11,7 @@ threads, from /proc) and the hit ratio from ModelStatistics. hits against misses
 path's cost against a miss's. Redis is a local redis-server started here (skipped if absent);
 client, server and Redis share the machine.
 
-    .venv/bin/python bench/cache.py --seconds 5
+    .venv/bin/python bench/cache.py --seconds 5 --repeats 3
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +135,8 @@ def per(ns: int, count: int) -> float | None:
 
 def measure(server: BenchServer, cache: str, workload: str, args: argparse.Namespace) -> Cell:
     count = int(args.max_rate * (args.seconds + args.warmup))
-    sequence = payloads(workload, count, seed=WORKLOADS.index(workload))
+    # A new seed per repeat: the misses of one repeat are not hits in the next.
+    sequence = payloads(workload, count, seed=args.seed * 10 + WORKLOADS.index(workload))
     warm = int(args.max_rate * args.warmup * 0.1)  # the first requests fill the cache
     asyncio.run(drive(server.address, sequence[:warm], args.in_flight, args.warmup, timed=False))
     before = server_counts(server.address)
@@ -208,6 +209,13 @@ def table(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
+def median(cells: list[Cell], cache: str, workload: str) -> Cell:
+    """The cell of median throughput among the repeats of (cache, workload)."""
+    mine = sorted((c for c in cells if (c.cache, c.workload) == (cache, workload)),
+                  key=lambda c: c.throughput)  # fmt: skip
+    return mine[(len(mine) - 1) // 2]
+
+
 def us(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} us"
 
@@ -235,6 +243,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per cell")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each cell, alternating")
     parser.add_argument(
         "--max-rate", type=float, default=20_000, help="requests prepared per second of a cell"
     )
@@ -252,20 +261,29 @@ def main() -> None:
             setups = [("off", plain, ()), ("local", cached, ("--cache", "local"))]
             if redis_url is not None:
                 setups.append(("redis", cached, ("--cache", redis_url)))
-            for name, repo, flags in setups:
-                with BenchServer(repo, tmp / f"{name}.log", *flags) as server:
+            with ExitStack() as stack:
+                servers = {
+                    name: stack.enter_context(BenchServer(repo, tmp / f"{name}.log", *flags))
+                    for name, repo, flags in setups
+                }
+                # Cells alternate, so a change in the machine's load spreads over all of them.
+                for repeat in range(args.repeats):
                     for workload in WORKLOADS:
-                        cell = measure(server, name, workload, args)
-                        print(f"{name:5} {workload:9} {cell.throughput:8,.0f} req/s"
-                              f"  {cell.server_us:5.0f} us/req", file=sys.stderr)  # fmt: skip
-                        cells.append(cell)
+                        for name, server in servers.items():
+                            args.seed = repeat
+                            cell = measure(server, name, workload, args)
+                            print(f"{name:5} {workload:9} {cell.throughput:8,.0f} req/s"
+                                  f"  {cell.server_us:5.0f} us/req", file=sys.stderr)  # fmt: skip
+                            cells.append(cell)
     print(
-        f"tabular, batch-1 requests, {args.in_flight} in flight, {args.seconds:g} s per cell;"
+        f"tabular, batch-1 requests, {args.in_flight} in flight, {args.seconds:g} s per cell,"
+        f" the run of median throughput of {args.repeats} (cells alternate);"
         f" {os.cpu_count()} cores shared by client, server and Redis\n"
     )
-    print(table(cells))
+    medians = [median(cells, name, w) for name, _, _ in setups for w in WORKLOADS]
+    print(table(medians))
     print()
-    print(ratios(cells))
+    print(ratios(medians))
 
 
 if __name__ == "__main__":

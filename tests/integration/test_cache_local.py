@@ -102,6 +102,20 @@ def test_a_repeated_request_is_answered_from_the_cache_byte_for_byte(stub, clien
     }  # fmt: skip
 
 
+def test_stream_requests_share_the_cache_with_unary_ones(stub, client) -> None:
+    before = counts(client, "cached")
+    request = infer_request("cached", {"INPUT0": one_row(15.0)})
+    unary = stub.ModelInfer(request, timeout=30)
+    answers = list(stub.ModelStreamInfer(iter([request, request]), timeout=30))
+    assert [a.error_message for a in answers] == ["", ""]
+    assert [a.infer_response.SerializeToString() for a in answers] == [
+        unary.SerializeToString()
+    ] * 2
+    assert delta(before, counts(client, "cached")) == {
+        "hits": 2, "misses": 1, "executions": 1, "inferences": 1, "queued": 1,
+    }  # fmt: skip
+
+
 def test_requested_outputs_and_inputs_are_part_of_the_key(stub, client) -> None:
     before = counts(client, "cached")
     assert infer(stub, "cached", 20.0) == 21.0
