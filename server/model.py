@@ -89,7 +89,7 @@ class ModelVersion:
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         # Validation and enqueue run before the first await, so a model swap cannot slip between
-        # (a local cache lookup never suspends; a Redis one can, see docs/response-cache.md).
+        # (a local lookup never suspends; unload() lets requests in a Redis lookup reach the queue).
         self._validator.validate(request)
         if self._has_bytes:
             backend.prepare_inputs(self.config, request.inputs)
@@ -100,4 +100,6 @@ class ModelVersion:
 
     async def unload(self, timeout: float | None = None) -> None:
         """Stops taking requests, finishes what is queued and running, then releases sessions."""
+        if self.cache is not None:
+            await self.cache.settle(timeout)
         await self.scheduler.close(timeout)

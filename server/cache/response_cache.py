@@ -10,6 +10,7 @@ VersionCache is one loaded model version's view: its key prefix and its statisti
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -169,6 +170,10 @@ class VersionCache:
         self._cache = cache
         self._base = base
         self._observer = observer
+        # Requests past validation, waiting on a lookup that may suspend (Redis), not queued yet.
+        self._lookups = 0
+        self._no_lookups = asyncio.Event()
+        self._no_lookups.set()
 
     def key(self, request: InferenceRequest) -> bytes | None:
         """The request's key, or None when it must bypass the cache."""
@@ -186,7 +191,16 @@ class VersionCache:
         if key is None:
             return await run(request)
         start = time.perf_counter()
-        outputs = await self._lookup(key)
+        self._lookups += 1
+        self._no_lookups.clear()
+        try:
+            outputs = await self._lookup(key)
+        finally:
+            self._lookups -= 1
+            if not self._lookups:
+                self._no_lookups.set()
+        # No await from here to run()'s enqueue: a version that waited in settle() and then
+        # stopped taking requests has every looked-up request queued already.
         if outputs is not None:
             if self._observer is not None:
                 self._observer.on_cache_hit(time.perf_counter() - start)
@@ -198,6 +212,15 @@ class VersionCache:
         if self._observer is not None:
             self._observer.on_cache_miss(lookup + time.perf_counter() - start)
         return outputs
+
+    async def settle(self, timeout: float | None = None) -> None:
+        """Waits until no request of this version is between its lookup and the queue (each
+        lookup is bounded by the store's timeout); the version unloads after."""
+        if self._lookups:
+            try:
+                await asyncio.wait_for(self._no_lookups.wait(), timeout)
+            except TimeoutError:
+                log.warning("response cache: lookups still pending after %ss", timeout)
 
     async def _lookup(self, key: bytes) -> dict[str, np.ndarray] | None:
         value = await self._cache.get(key)

@@ -203,3 +203,37 @@ def test_a_model_that_asks_for_the_cache_needs_one_on_the_server() -> None:
     )
     ResponseCache().check(ModelConfig(name="m"), "x")  # not asked for: fine
     assert ResponseCache(LocalStore(10)).for_version(ModelConfig(name="m"), 1, b"") is None
+
+
+def test_an_unloading_version_waits_for_requests_in_a_lookup_to_reach_the_queue() -> None:
+    """A Redis lookup suspends; the version must not stop taking requests under it."""
+    order: list[str] = []
+
+    class GatedStore(LocalStore):
+        async def get(self, key: bytes) -> bytes | None:
+            entered.set()
+            await gate.wait()
+            return None
+
+    async def run(request: InferenceRequest) -> dict[str, np.ndarray]:
+        order.append("queued")
+        return {"OUT": request.inputs["A"]}
+
+    async def unload() -> None:
+        await version.settle(timeout=30)
+        order.append("settled")
+
+    async def scenario() -> None:
+        request = asyncio.create_task(version.infer(make_request(), run))
+        await entered.wait()
+        unloading = asyncio.create_task(unload())
+        await asyncio.sleep(0)  # one loop turn: settle() starts waiting (the gate orders events)
+        assert order == []
+        gate.set()
+        await asyncio.gather(request, unloading)
+
+    entered, gate = asyncio.Event(), asyncio.Event()
+    version = ResponseCache(GatedStore(1 << 20)).for_version(CACHED, 1, b"")
+    assert version is not None
+    asyncio.run(scenario())
+    assert order == ["queued", "settled"]
