@@ -23,6 +23,7 @@ import tritonclient.grpc as triton
 from server.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess
 from tests.integration.observability import scrape, value
+from tests.integration.test_tls import make_ca, make_leaf
 from tests.integration.wire import infer_request, outputs_of
 from tests.models import build_add_constant
 
@@ -32,9 +33,11 @@ CACHE_ON = {"response_cache": {"enable": True}}
 class RedisServer:
     """A redis-server in a temp folder on a free loopback port, without persistence."""
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, *extra: str, **client_options: object) -> None:
         self.binary = binary
         self.directory = directory
+        self.extra = extra  # more redis-server options
+        self.client_options = client_options  # what a client needs to connect (TLS, password)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -48,7 +51,7 @@ class RedisServer:
         command = [
             self.binary, "--bind", "127.0.0.1", "--port", str(self.port),
             "--dir", str(self.directory), "--save", "", "--appendonly", "no",
-            "--logfile", str(self.directory / "redis.log"),
+            "--logfile", str(self.directory / "redis.log"), *self.extra,
         ]  # fmt: skip
         self.process = subprocess.Popen(command)
         deadline = time.monotonic() + 30
@@ -64,7 +67,8 @@ class RedisServer:
                 time.sleep(0.02)  # pacing while redis-server opens its port
 
     def client(self, timeout: float | None = None) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout)
+        options = self.client_options
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout, **options)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -77,15 +81,39 @@ class RedisServer:
             self.process.wait(timeout=30)
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+def redis_binary() -> str:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(binary, os.X_OK):
         pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+    return binary
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     directory = tmp_path / "redis"
     directory.mkdir()
-    server = RedisServer(binary, directory).start()
+    server = RedisServer(redis_binary(), directory).start()
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def tls_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """TLS only (no plain port) and a password; the CA and password files sit in tmp_path."""
+    binary = redis_binary()
+    directory = tmp_path / "redis-tls"
+    directory.mkdir()
+    ca, ca_cert, ca_key = make_ca(directory, "redis-ca")
+    leaf = make_leaf(directory, "redis", (ca_cert, ca_key), server=True)
+    (tmp_path / "password").write_text("s3cret\n")
+    server = RedisServer(binary, directory, ssl=True, ssl_ca_certs=str(ca.cert), password="s3cret")
+    server.extra = (
+        "--port", "0", "--tls-port", str(server.port),
+        "--tls-cert-file", str(leaf.cert), "--tls-key-file", str(leaf.key),
+        "--tls-ca-cert-file", str(ca.cert), "--tls-auth-clients", "no",
+        "--requirepass", "s3cret",
+    )  # fmt: skip
+    yield server.start()
     server.stop()
 
 
@@ -139,6 +167,37 @@ def test_a_response_computed_by_one_replica_is_a_hit_on_the_other(
         keys = client.keys("onnxserve:rc:*")
         assert len(keys) == 1
         assert 0 < client.pttl(keys[0]) <= 600_000
+
+
+def test_rediss_with_a_ca_and_a_password_file(
+    start_server, repo: Path, tmp_path: Path, tls_redis_server: RedisServer
+) -> None:
+    url = f"rediss://127.0.0.1:{tls_redis_server.port}/0"
+    ca = tls_redis_server.directory / "redis-ca.crt"
+    server = start_server(
+        repo, "--cache", url, "--cache-tls-ca", str(ca),
+        "--cache-password-file", str(tmp_path / "password"), "--cache-timeout-ms", "2000",
+    )  # fmt: skip
+    request = infer_request("cached", {"INPUT0": one_row(7.0)})
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        answers = [stub.ModelInfer(request, timeout=30) for _ in range(2)]
+    assert answers[0].SerializeToString() == answers[1].SerializeToString()
+    assert cache_counts(server) == (1, 1)
+    assert metric(server, "onnxserve_cache_errors_total", cache="redis") == 0
+    with tls_redis_server.client() as client:
+        assert len(client.keys("onnxserve:rc:*")) == 1
+    # A wrong password: every request still answered, each failure counted, nothing cached.
+    (tmp_path / "password").write_text("wrong\n")
+    refused = start_server(
+        repo, "--cache", url, "--cache-tls-ca", str(ca),
+        "--cache-password-file", str(tmp_path / "password"),
+    )  # fmt: skip
+    with grpc.insecure_channel(refused.address) as channel:
+        response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    assert outputs_of(response)["OUTPUT0"].tolist() == [[8.0] * 4]
+    assert cache_counts(refused) == (0, 1)
+    assert metric(refused, "onnxserve_cache_errors_total", cache="redis") >= 1
 
 
 def test_a_hung_redis_costs_a_request_its_timeout_not_its_answer(
