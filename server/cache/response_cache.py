@@ -93,7 +93,7 @@ class ResponseCache:
         return VersionCache(self, base, self._observer_factory(config.name, version))
 
     async def get(self, key: bytes) -> bytes | None:
-        if self.store is None or self._resting():
+        if self.store is None or self.resting():
             return None
         try:
             value = await self.store.get(key)
@@ -104,7 +104,7 @@ class ResponseCache:
         return value
 
     async def put(self, key: bytes, value: bytes) -> None:
-        if self.store is None or self._resting():
+        if self.store is None or self.resting():
             return
         try:
             await self.store.put(key, value)
@@ -132,7 +132,8 @@ class ResponseCache:
             self._unreported = 0
             self._next_warning = now + self.warn_seconds
 
-    def _resting(self) -> bool:
+    def resting(self) -> bool:
+        """True while a failed store is left alone."""
         return bool(self._down_until) and self._clock() < self._down_until
 
     def _recovered(self) -> None:
@@ -208,7 +209,8 @@ class VersionCache:
         lookup = time.perf_counter() - start
         outputs = await run(request)
         start = time.perf_counter()
-        await self._cache.put(key, encode_outputs(outputs))
+        if not self._cache.resting():  # no copy into a value a resting store would not take
+            await self._cache.put(key, encode_outputs(outputs))
         if self._observer is not None:
             self._observer.on_cache_miss(lookup + time.perf_counter() - start)
         return outputs

@@ -192,7 +192,7 @@ def cache_families(snapshot: MetricsSnapshot) -> list[Metric]:
     )
     misses = CounterMetricFamily(
         "onnxserve_cache_misses",
-        "Requests to a cached model that were not in the cache and ran.",
+        "Requests to a cached model not answered from the cache: they ran, and were stored.",
         labels=LABELS,
     )
     for stats in snapshot.statistics:
