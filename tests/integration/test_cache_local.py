@@ -5,6 +5,7 @@ version; the byte bound and LRU eviction; and a model that asks for a cache the 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ import tritonclient.grpc as triton
 
 from server.cache.key import DIGEST_BYTES
 from server.cache.value import encode_outputs
+from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from tests.harness import ServerProcess
-from tests.integration.observability import scrape, value
+from tests.integration.observability import scrape, value, wait_for_metric
 from tests.integration.wire import infer_request, outputs_of
-from tests.models import build_add_constant, build_versioned
+from tests.models import build_add_constant, build_slow, build_versioned
 
 CACHE_ON = {"response_cache": {"enable": True}}
 ROW = 4  # FP32 values per request
@@ -201,6 +203,38 @@ def test_the_byte_bound_evicts_the_least_recently_used(start_server, tmp_path: P
         before = counts(client, "cached")
         assert [infer(stub, "cached", x) for x in (1.0, 3.0, 2.0)] == [2.0, 4.0, 3.0]
         assert delta(before, counts(client, "cached"))["hits"] == 2  # 2.0 was evicted
+
+
+def test_a_hit_takes_no_queue_slot(start_server, tmp_path: Path) -> None:
+    """With the queue full, a miss is refused and a hit is still answered."""
+    batching = {"max_queue_delay_microseconds": 0, "max_queue_size": 1}
+    build_slow(tmp_path, milliseconds=1000, config={"dynamic_batching": batching, **CACHE_ON})
+    server = start_server(tmp_path, "--cache", "local")
+    port = server.metrics_port
+    with (
+        grpc.insecure_channel(server.address) as channel,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+
+        def call(x: float, timeout: float = 60) -> pb.ModelInferResponse:
+            return stub.ModelInfer(infer_request("slow", {"INPUT0": one_row(x)}), timeout=timeout)
+
+        stored = call(1.0)  # a miss: runs, then is stored
+        running = pool.submit(call, 2.0)
+        wait_for_metric(port, "onnxserve_executions_in_flight", 1, model="slow", version="1")
+        queued = pool.submit(call, 3.0)
+        wait_for_metric(port, "onnxserve_queue_depth", 1, model="slow", version="1")
+        with pytest.raises(grpc.RpcError) as refused:
+            call(4.0)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        hit = call(1.0, timeout=30)
+        assert hit.SerializeToString() == stored.SerializeToString()
+        assert value(scrape(port), "onnxserve_queue_depth", model="slow", version="1") == 1
+        assert [f.result().raw_output_contents for f in (running, queued)] == [
+            [one_row(2.0).tobytes()],
+            [one_row(3.0).tobytes()],
+        ]
 
 
 def test_a_model_that_asks_for_the_cache_fails_to_load_without_one(
