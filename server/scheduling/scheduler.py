@@ -144,7 +144,7 @@ class Scheduler:
         if self._loop_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._loop_task), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._loop_task.cancel()
                 self._fail_queued(UnavailableError(f"model '{self.model}' was unloaded"))
         if self._executing:
