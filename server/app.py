@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.dataplane import DataPlane
+from server.grpc.config_proto import TRITON_FORMAT
 from server.grpc.server import build_grpc_server
 from server.grpc.tls import TlsFiles
-from server.grpc.triton_config import TRITON_FORMAT
 from server.observability.http import MetricsServer, on_loop, start_metrics_server
 from server.observability.metrics import build_registry, take_snapshot
 from server.observability.statistics import Statistics

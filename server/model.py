@@ -44,7 +44,7 @@ def load_sessions(
     """
     start = time.monotonic()
     model_file = model_dir / str(version) / MODEL_FILE
-    instances, providers = backend.create_instances(model_file, config, str(model_file))
+    instances, providers = backend.create_instances(model_file, config)
     signature = backend.read_signature(instances[0], str(model_file))
     completed = complete_config(config, signature, config_source)
     for instance in instances:

@@ -1,12 +1,19 @@
-"""Our ModelConfig as Triton's ModelConfig message, which tritonclient and perf_analyzer read."""
+"""Our ModelConfig <-> Triton's ModelConfig message: the config tritonclient and perf_analyzer
+read, and config.pbtxt (server/model_config/pbtxt.py) read through the generated class."""
 
 from __future__ import annotations
 
 from server import datatypes
 from server.grpc.generated import model_config_pb2 as mc
 from server.model_config import ModelConfig
+from server.model_config.pbtxt import PLATFORM, TRITON_CONFIG_FILE, TritonConfigReader
+from server.repository.configs import ForeignFormat
 
-PLATFORM = "onnxruntime_onnx"
+__all__ = ["PLATFORM", "TRITON_FORMAT", "to_proto"]
+
+# Triton's config.pbtxt read through the generated message, handed to the core by app and cli.
+_READER = TritonConfigReader(mc.ModelConfig)
+TRITON_FORMAT = ForeignFormat(TRITON_CONFIG_FILE, _READER.load, _READER.parse_json)
 _KINDS = {
     "auto": mc.ModelInstanceGroup.KIND_AUTO,
     "cpu": mc.ModelInstanceGroup.KIND_CPU,
