@@ -22,6 +22,8 @@ from server.scheduling.scheduler import Scheduler
 from server.validation import RequestValidator
 
 log = logging.getLogger(__name__)
+# How long a terminated run may take to notice it (onnxruntime checks between nodes).
+_TERMINATE_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class ModelVersion:
         self.providers = loaded.providers
         self._validator = RequestValidator(config)
         self._has_bytes = any(t.datatype == "BYTES" for t in config.inputs)
+        self._instances = loaded.instances
         self.scheduler = Scheduler(
             model=config.name,
             instances=loaded.instances,
@@ -87,3 +90,16 @@ class ModelVersion:
     async def unload(self, timeout: float | None = None) -> None:
         """Stops taking requests, finishes what is queued and running, then releases sessions."""
         await self.scheduler.close(timeout)
+        if self.scheduler.executions_in_flight:
+            # Runs past the timeout are stopped: a session still running while the process
+            # exits makes onnxruntime abort it, and its batch has no one waiting any more.
+            log.warning(
+                "model '%s' version %d: stopping %d execution(s) still running after %.1fs",
+                self.name,
+                self.version,
+                self.scheduler.executions_in_flight,
+                timeout or 0.0,
+            )
+            for instance in self._instances:
+                instance.terminate()
+            await self.scheduler.close(_TERMINATE_GRACE_SECONDS)

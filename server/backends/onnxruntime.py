@@ -59,6 +59,10 @@ class OrtInstance:
     def run(self, output_names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._run(list(output_names), feeds, self._options)
 
+    def terminate(self) -> None:
+        """Makes a run in progress (and any later one) fail at its next node: unload only."""
+        self._options.terminate = True
+
 
 def choose_providers(config: ModelConfig) -> list[tuple[str, dict[str, str]]]:
     """The configured providers that this onnxruntime build has, in order; CPU is always last."""
