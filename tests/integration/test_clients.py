@@ -230,7 +230,7 @@ def test_async_stream_infer_iterates_results(server: ServerProcess) -> None:
     async def requests():
         for i in range(20):
             yield StreamRequest("double", double_inputs([float(i)], i), id=str(i))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # pacing: a yield between requests, the stream stays open
 
     async def main() -> dict[str, list]:
         async with AsyncInferenceServerClient(server.address) as client:

@@ -103,7 +103,7 @@ def wait_ready(server: ServerProcess, certs: Path) -> None:
             except InferenceServerError:
                 pass
             assert server.process is not None and server.process.poll() is None, server.logs()
-            time.sleep(0.1)
+            time.sleep(0.1)  # pacing the readiness poll
     raise TimeoutError("TLS server not ready")
 
 

@@ -58,7 +58,7 @@ def test_sigterm_finishes_queued_requests_and_exits_0(
     # Every request has reached the server (one row per execution: one runs, the rest queue).
     while held_by_server(server) + sum(r is not None for r in results) < REQUESTS:
         assert time.monotonic() < deadline, "the requests did not reach the server"
-        time.sleep(0.01)
+        time.sleep(0.01)  # pacing the poll of /metrics
     server.signal(signal.SIGTERM)
     for thread in threads:
         thread.join(60)

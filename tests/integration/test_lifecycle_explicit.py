@@ -237,7 +237,7 @@ def test_reloads_and_a_new_version_under_load_fail_no_request(
     try:
         deadline = time.monotonic() + 30
         while not all(seen) and not errors and time.monotonic() < deadline:
-            time.sleep(0.01)  # every stream is under way before the first reload
+            time.sleep(0.01)  # pacing the wait until every stream is under way
         for generation in range(1, RELOADS + 1):
             build_add_constant(repo, "swapped", 1, addend=float(generation))
             client.load_model("swapped")

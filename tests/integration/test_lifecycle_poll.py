@@ -52,7 +52,7 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {WAIT_SECONDS}s: {what}")
-        time.sleep(0.1)
+        time.sleep(0.1)  # pacing the poll
 
 
 def add_one(client: triton.InferenceServerClient, name: str, version: str = "") -> float:

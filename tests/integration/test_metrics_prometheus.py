@@ -94,7 +94,7 @@ class Prometheus:
             except OSError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.1)
+                time.sleep(0.1)  # pacing the readiness poll
 
     def query(self, expression: str) -> dict[frozenset[tuple[str, str]], float]:
         """An instant query; each series keyed by its labels without __name__, job and instance."""
@@ -119,7 +119,7 @@ class Prometheus:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"no successful scrape after {moment}: {seen}")
-            time.sleep(0.2)
+            time.sleep(0.2)  # pacing the poll of the stored scrapes
 
     def stop(self) -> None:
         self.process.terminate()

@@ -152,7 +152,7 @@ def wait_ready(server: ServerProcess, creds: grpc.ChannelCredentials) -> None:
             except grpc.RpcError:
                 pass
             assert time.monotonic() < deadline, server.logs()
-            time.sleep(0.1)
+            time.sleep(0.1)  # pacing the readiness poll
 
 
 def infer_over(address: str, creds: grpc.ChannelCredentials | None) -> grpc.StatusCode:

@@ -47,7 +47,7 @@ async def drained(manager: ModelRepositoryManager) -> None:
     for _ in range(200):
         if all(s.state is not ModelState.UNLOADING for s in manager.index()):
             return
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # pacing the poll
     raise AssertionError(f"still draining: {manager.index()}")
 
 

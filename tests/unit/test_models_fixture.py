@@ -198,7 +198,7 @@ def test_config_is_not_rewritten_when_unchanged(tmp_path: Path) -> None:
     model_dir = models.build_add_sub(tmp_path)
     path = model_dir / "config.yaml"
     before = path.stat().st_mtime_ns
-    time.sleep(0.01)
+    time.sleep(0.01)  # lets the clock move, so a rewrite would show in the mtime
     models.build_add_sub(tmp_path)
     assert path.stat().st_mtime_ns == before
     models.build_add_sub(tmp_path, config={"max_batch_size": 4})
