@@ -1,18 +1,48 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import server_logs
 from tests.harness import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPOSITORY = REPO_ROOT / "model_repository"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{server_logs.MARKER}(*patterns, exit_code=0): the server errors (regular expressions"
+        " searched in ERROR lines and tracebacks; none: any) and exit code the test provokes",
+    )
+
+
+def stop_and_check(
+    servers: Iterable[ServerProcess], markers: Iterable[pytest.Mark], name: str
+) -> None:
+    """Stops every server, then fails on an exit code or a logged error nobody expected."""
+    expected = server_logs.expected_from(markers)
+    stopped = [(server, server.stop()) for server in servers]
+    for server, code in stopped:
+        server_logs.check(name, server.logs(), code, expected)
+
+
+def module_markers(request: pytest.FixtureRequest) -> list[pytest.Mark]:
+    """The server_errors markers of a module and of every collected test in it."""
+    markers = list(request.node.iter_markers(server_logs.MARKER))
+    for item in request.session.items:
+        if getattr(item, "module", None) is request.module:
+            markers += item.iter_markers(server_logs.MARKER)
+    return markers
+
+
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def start_server(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ServerProcess]]:
     """start_server(repository, *cli_args, wait_ready=True) -> a running ServerProcess."""
     started: list[ServerProcess] = []
 
@@ -22,13 +52,12 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         return server.start(wait_ready=wait_ready)
 
     yield start
-    for server in started:
-        server.stop()
+    stop_and_check(started, request.node.iter_markers(server_logs.MARKER), request.node.nodeid)
 
 
 @pytest.fixture(scope="module")
 def start_module_server(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., ServerProcess]]:
     """start_server for a whole test module: one server shared by its tests, stopped at the end."""
     log_dir = tmp_path_factory.mktemp("server-logs")
@@ -40,5 +69,4 @@ def start_module_server(
         return server.start(wait_ready=wait_ready)
 
     yield start
-    for server in started:
-        server.stop()
+    stop_and_check(started, module_markers(request), request.node.nodeid)

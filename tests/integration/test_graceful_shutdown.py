@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tritonclient.grpc as triton
 
 from tests.harness import ServerProcess
@@ -74,6 +75,7 @@ SHUTDOWN_TIMEOUT = 2.0
 EXIT_MARGIN = 1.5
 
 
+@pytest.mark.server_errors("Exiting due to terminate flag")
 def test_one_shutdown_timeout_bounds_the_whole_drain(
     start_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:

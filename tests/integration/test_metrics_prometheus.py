@@ -42,6 +42,12 @@ scrape_configs:
 """
 
 
+# A broken model and a model that fails at run time, on purpose.
+pytestmark = pytest.mark.server_errors(
+    "failed to load: .*INVALID_PROTOBUF", "model 'reshape': a batch of 1 request\\(s\\) failed"
+)
+
+
 def _prometheus_binary() -> str:
     binary = shutil.which("prometheus")
     if binary is None:
