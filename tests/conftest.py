@@ -4,12 +4,18 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests import server_logs
 from tests.harness import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPOSITORY = REPO_ROOT / "model_repository"
+
+# Hypothesis fails an example slower than 200 ms by default: a timing assertion that a loaded
+# machine trips. Speed belongs to bench/; properties are checked without a deadline.
+settings.register_profile("onnxserve", deadline=None)
+settings.load_profile("onnxserve")
 
 
 def pytest_configure(config: pytest.Config) -> None:

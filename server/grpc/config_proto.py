@@ -1,15 +1,16 @@
-"""Our ModelConfig <-> Triton's ModelConfig message: the config tritonclient and perf_analyzer
-read, and config.pbtxt (server/model_config/pbtxt.py) read through the generated class."""
+"""Our ModelConfig as Triton's ModelConfig message, which tritonclient and perf_analyzer read,
+the model metadata as the protocol's ModelMetadataResponse, and config.pbtxt read through the
+generated message (server/model_config/pbtxt.py) for app and cli as TRITON_FORMAT."""
 
 from __future__ import annotations
 
 from server import datatypes
+from server.dataplane import ModelMetadata
+from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.generated import model_config_pb2 as mc
-from server.model_config import ModelConfig
-from server.model_config.pbtxt import PLATFORM, TRITON_CONFIG_FILE, TritonConfigReader
+from server.model_config import PLATFORM, ModelConfig
+from server.model_config.pbtxt import TRITON_CONFIG_FILE, TritonConfigReader
 from server.repository.configs import ForeignFormat
-
-__all__ = ["PLATFORM", "TRITON_FORMAT", "to_proto"]
 
 # Triton's config.pbtxt read through the generated message, handed to the core by app and cli.
 _READER = TritonConfigReader(mc.ModelConfig)
@@ -102,3 +103,14 @@ def to_proto(config: ModelConfig) -> mc.ModelConfig:
             else:
                 data.zero_data = True
     return message
+
+
+def metadata_to_proto(metadata: ModelMetadata) -> pb.ModelMetadataResponse:
+    tensor = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=metadata.name,
+        versions=metadata.versions,
+        platform=metadata.platform,
+        inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.inputs],
+        outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.outputs],
+    )

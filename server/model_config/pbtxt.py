@@ -20,10 +20,9 @@ from google.protobuf.message import Message
 from server import datatypes
 from server.errors import ConfigError
 from server.model_config.parsing import parse_config_dict
-from server.model_config.types import MODEL_FILE, ModelConfig
+from server.model_config.types import MODEL_FILE, PLATFORM, ModelConfig
 
 TRITON_CONFIG_FILE = "config.pbtxt"
-PLATFORM = "onnxruntime_onnx"  # the platform name Triton gives onnxruntime models
 
 # Field paths (message field names joined by '.', without indices) that are converted. A path
 # names a whole subtree; any other field that is set is reported.
