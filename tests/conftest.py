@@ -76,3 +76,12 @@ def start_module_server(
 
     yield start
     stop_and_check(started, module_markers(request), request.node.nodeid)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    # pytest-randomly shuffles the order; -q hides the header that names the seed.
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"test order: replay with -p randomly --randomly-seed={seed}")
