@@ -69,10 +69,10 @@ def test_sigterm_finishes_queued_requests_and_exits_0(
     assert "shutting down" in logs and "shutdown complete" in logs
 
 
-SHUTDOWN_TIMEOUT = 2.0
-# Process exit after the drain (sessions released, interpreter teardown) on a shared 2-core VM;
-# shorter than the timeout, so a drain granted the timeout twice cannot fit under it.
-EXIT_MARGIN = 1.5
+SHUTDOWN_TIMEOUT = 3.0
+# Stopping the cut run and exiting (sessions released, interpreter teardown) on a loaded 2-core
+# VM; shorter than the timeout, so a drain granted the timeout twice cannot fit under it.
+EXIT_MARGIN = 2.5
 
 
 @pytest.mark.server_errors("Exiting due to terminate flag")
