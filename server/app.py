@@ -11,9 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from server.cache import LocalStore, ResponseCache, Store
 from server.dataplane import DataPlane
+from server.grpc.config_proto import TRITON_FORMAT
 from server.grpc.server import build_grpc_server
 from server.grpc.tls import TlsFiles
-from server.grpc.triton_config import TRITON_FORMAT
 from server.observability.http import MetricsServer, on_loop, start_metrics_server
 from server.observability.metrics import build_registry, take_snapshot
 from server.observability.statistics import Statistics
@@ -114,13 +114,24 @@ class InferenceServer:
         )
 
     async def shutdown(self) -> None:
-        """Stop accepting -> finish in-flight and queued requests (bounded) -> release models."""
+        """Stop accepting -> finish in-flight and queued requests -> release models.
+
+        One --shutdown-timeout bounds the whole drain: each step gets what the earlier ones
+        left of it, so requests still running at the deadline are cancelled rather than
+        granted the timeout a second time.
+        """
         timeout = self.settings.shutdown_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        def remaining() -> float:
+            return max(0.0, deadline - loop.time())
+
         log.info("shutting down: finishing in-flight requests (up to %.0fs)", timeout)
         self.dataplane.stop_accepting()
         await self.control.close()  # no poll starts a load from here on
-        await self._grpc.stop(grace=timeout)
-        await self.manager.close(timeout)
+        await self._grpc.stop(grace=remaining())
+        await self.manager.close(remaining())
         await self.cache.close()
         self.dataplane.shared_memory.close()  # no request is left to read or write a region
         if self._metrics is not None:

@@ -192,7 +192,7 @@ def _run_check(args: argparse.Namespace) -> int:
     # Problems are printed; warnings (e.g. a provider this machine lacks) go to stderr.
     configure_logging("WARNING", "text")
     from server.check import check_repository
-    from server.grpc.triton_config import TRITON_FORMAT
+    from server.grpc.config_proto import TRITON_FORMAT
     from server.repository.configs import ConfigSource
 
     problems = check_repository(args.model_repository, ConfigSource(TRITON_FORMAT), sys.stdout)

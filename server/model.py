@@ -24,6 +24,8 @@ from server.scheduling.scheduler import Scheduler
 from server.validation import RequestValidator
 
 log = logging.getLogger(__name__)
+# How long a terminated run may take to notice it (onnxruntime checks between nodes).
+_TERMINATE_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ def load_sessions(
     """
     start = time.monotonic()
     model_file = model_dir / str(version) / MODEL_FILE
-    instances, providers = backend.create_instances(model_file, config, str(model_file))
+    instances, providers = backend.create_instances(model_file, config)
     signature = backend.read_signature(instances[0], str(model_file))
     completed = complete_config(config, signature, config_source)
     for instance in instances:
@@ -74,6 +76,7 @@ class ModelVersion:
         self._validator = RequestValidator(config)
         self._has_bytes = any(t.datatype == "BYTES" for t in config.inputs)
         self.cache = cache  # None: the model's responses are not cached
+        self._instances = loaded.instances
         self.scheduler = Scheduler(
             model=config.name,
             instances=loaded.instances,
@@ -103,3 +106,16 @@ class ModelVersion:
         if self.cache is not None:
             await self.cache.settle(timeout)
         await self.scheduler.close(timeout)
+        if self.scheduler.executions_in_flight:
+            # Runs past the timeout are stopped: a session still running while the process
+            # exits makes onnxruntime abort it, and its batch has no one waiting any more.
+            log.warning(
+                "model '%s' version %d: stopping %d execution(s) still running after %.1fs",
+                self.name,
+                self.version,
+                self.scheduler.executions_in_flight,
+                timeout or 0.0,
+            )
+            for instance in self._instances:
+                instance.terminate()
+            await self.scheduler.close(_TERMINATE_GRACE_SECONDS)

@@ -12,6 +12,7 @@ one line per problem.
   checks.py      the checks that span several keys, run after parsing and after completion
   completion.py  complete_config: filling in and checking against the model's signature
   dump.py        config_to_dict and dump_yaml, back to config.yaml's layout
+  pbtxt.py       Triton's config.pbtxt (or its JSON) read into the same ModelConfig
 """
 
 from server.errors import ConfigError

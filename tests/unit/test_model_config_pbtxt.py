@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from server.errors import ConfigError
-from server.grpc.triton_config import TRITON_FORMAT, load_triton_config
+from server.grpc.config_proto import TRITON_FORMAT
+from server.grpc.generated import model_config_pb2
 from server.model_config import (
     DynamicBatching,
     ExecutionProvider,
@@ -18,7 +19,10 @@ from server.model_config import (
     Warmup,
     WarmupInput,
 )
+from server.model_config.pbtxt import TritonConfigReader
 from server.repository.configs import ConfigSource
+
+load_triton_config = TritonConfigReader(model_config_pb2.ModelConfig).load
 
 FULL = """
 name: "add_sub"
