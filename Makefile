@@ -1,5 +1,7 @@
 # Two entry points: `make run` serves model_repository/ (HTTP 8000, gRPC 8001, metrics 8002), `make test` runs the suite.
 # Both build .venv with the pinned dependencies from pyproject.toml on first use.
+# `make run` polls the repository, so a model folder copied in is served without a restart;
+# `make run MODEL_CONTROL_MODE=none` loads the models once and never rescans.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,6 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
+MODEL_CONTROL_MODE ?= poll
 
 .PHONY: run test lint protos examples bench clean
 
@@ -17,7 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/onnxserve serve --model-repository model_repository --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+	$(BIN)/onnxserve serve --model-repository model_repository --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
+		--metrics-port $(METRICS_PORT) --model-control-mode $(MODEL_CONTROL_MODE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
