@@ -194,6 +194,8 @@ def _statistics_json(s: VersionStatistics) -> dict[str, Any]:
             "compute_input": _duration(s.compute_input),
             "compute_infer": _duration(s.compute_infer),
             "compute_output": _duration(s.compute_output),
+            "cache_hit": _duration(s.cache_hit),
+            "cache_miss": _duration(s.cache_miss),
         },
         "batch_stats": [
             {

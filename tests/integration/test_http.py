@@ -320,3 +320,19 @@ def test_perf_analyzer_over_http(server: ServerProcess, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Throughput" in run.stdout and csv.exists()
+
+
+def test_response_cache_hits_show_in_http_statistics(
+    tmp_path: Path, start_server: Callable[..., ServerProcess]
+) -> None:
+    models.build_double(tmp_path, config={"response_cache": {"enable": True}})
+    server = start_server(tmp_path, "--cache", "local", "--cache-size", "1M")
+    client = triton.InferenceServerClient(server.http_address)
+    x = np.array([[1.0, 2.0]], np.float32)
+    inputs = [triton.InferInput("INPUT0", [1, 2], "FP32"), triton.InferInput("ID", [1, 1], "INT64")]
+    inputs[0].set_data_from_numpy(x)
+    inputs[1].set_data_from_numpy(np.array([[3]], np.int64))
+    answers = [client.infer("double", inputs).as_numpy("OUTPUT0").tolist() for _ in range(2)]
+    assert answers == [[[2.0, 4.0]]] * 2
+    stats = client.get_inference_statistics("double")["model_stats"][0]["inference_stats"]
+    assert (stats["cache_miss"]["count"], stats["cache_hit"]["count"]) == (1, 1)
