@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import signal
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,17 +63,31 @@ def burst(port: int, model: str, count: int, **extra: Any) -> list[tuple[int, di
         return list(pool.map(lambda i: infer(port, model, float(i), **extra), range(count)))
 
 
+def running(server: ServerProcess) -> int:
+    """Executions of model 'slow' in flight, from /metrics."""
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    found = re.search(r'^onnxserve_executions_in_flight{[^}]*model="slow"[^}]*} (\S+)$', text, re.M)
+    assert found, "onnxserve_executions_in_flight is missing from /metrics"
+    return int(float(found.group(1)))
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)  # pacing the /metrics polls
+
+
 def test_a_full_queue_is_429_with_retry_after(server: ServerProcess) -> None:
     with ThreadPoolExecutor(1 + QUEUE) as pool:
-        accepted = [
-            pool.submit(infer, server.http_port, "slow", float(i)) for i in range(1 + QUEUE)
+        # One runs (seen on /metrics), then QUEUE wait behind it: the queue is full.
+        accepted = [pool.submit(infer, server.http_port, "slow", 0.0)]
+        wait_until(lambda: running(server) == 1, "the first request did not start")
+        accepted += [
+            pool.submit(infer, server.http_port, "slow", float(i)) for i in range(1, 1 + QUEUE)
         ]
-        deadline = time.monotonic() + 30
-        # One runs and QUEUE wait (each run takes FULL_MS): the queue is full now.
-        while held_by_server(server) < 1 + QUEUE:
-            assert not any(f.done() for f in accepted), [f.result() for f in accepted]
-            assert time.monotonic() < deadline, "the requests did not reach the server"
-            time.sleep(0.01)  # pacing the /metrics polls
+        wait_until(lambda: held_by_server(server) == 1 + QUEUE, "the queue did not fill")
         status, headers, body = infer(server.http_port, "slow", 99.0)
         served = [f.result() for f in accepted]
     assert status == 429 and headers["retry-after"] == "1"
