@@ -181,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-arg", action="append", default=[], help="extra serve option")
     args = parser.parse_args(argv)
     interpreter = statistics.median(timed_python("pass") for _ in range(5))
-    imports = statistics.median(
-        timed_python("import server.cli, server.app") for _ in range(5)
-    )
+    imports = statistics.median(timed_python("import server.cli, server.app") for _ in range(5))
     with tempfile.TemporaryDirectory() as tmp:
         samples = [
             run_once(args.model_repository.resolve(), Path(tmp), args.server_arg)
