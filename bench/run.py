@@ -161,7 +161,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the in-process rows")
     parser.add_argument(
         "--stream-concurrency",
-        nargs="+",
+        nargs="*",
         type=int,
         default=[16],
         help="ModelStreamInfer cells of the first model (perf_analyzer only); none: skip",

@@ -4,14 +4,16 @@ Starts the server on the example repository N times (JSON logs, fixed free ports
 ServerReady, and prints the median and where the time went, from the server's own log lines:
 
   interpreter   `python -c pass`, measured apart (the same interpreter and site-packages)
-  imports       `import server.cli, server.app` minus the interpreter, measured apart
+  imports       what `python -m server serve` imports before it listens, minus the
+                interpreter, measured apart
   listener      exec -> "gRPC listening", less the two above (building the server, binding)
   metrics       "gRPC listening" -> "metrics listening"
   <model>       each model's session load and warm-up (they load side by side)
   ready         exec -> ServerReady true
 
-with the server's resident memory once ready beside it. The machine's load shows in every
-figure: quote the medians of one run, and the load average printed with them.
+with the server's resident memory and its CPU time (user + system, all threads) once ready
+beside it. The machine's load shows in every wall-clock figure, much less in the CPU time:
+quote the medians of one run, with the load average printed beside them.
 
     .venv/bin/python bench/startup.py --runs 10
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -50,6 +53,7 @@ class Sample:
     listening: float  # exec -> "gRPC listening"
     metrics: float  # "gRPC listening" -> "metrics listening"
     rss_mib: float  # resident memory once ready
+    cpu: float  # the server's CPU seconds (user + system, all threads) once ready
     loads: dict[str, tuple[float, float]] = field(default_factory=dict)  # model: load, warm-up
 
 
@@ -59,10 +63,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def timed_python(code: str) -> float:
+# What `python -m server serve` runs before it listens: server/__main__.py turns the cyclic
+# collector off, then the CLI and the app are imported.
+SERVE_IMPORTS = "import gc; gc.disable(); import server.cli, server.app"
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def timed_python(code: str) -> tuple[float, float]:
+    """Wall and CPU seconds of `python -c code`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tempfile.gettempdir())
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -128,7 +148,7 @@ def run_once(repository: Path, work: Path, extra: list[str]) -> Sample:
                 while not stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready:
                     time.sleep(POLL)  # pacing: readiness is only observable by asking
             ready_at = time.time()
-            rss = _rss_mib(process.pid)
+            rss, cpu = _rss_mib(process.pid), _cpu_seconds(process.pid)
         finally:
             process.terminate()
             process.wait(30)
@@ -140,11 +160,16 @@ def run_once(repository: Path, work: Path, extra: list[str]) -> Sample:
         listening=listening - exec_at,
         metrics=metrics - listening,
         rss_mib=rss,
+        cpu=cpu,
         loads=times["loads"],  # type: ignore[arg-type]
     )
 
 
-def report(samples: list[Sample], interpreter: float, imports: float) -> str:
+def report(
+    samples: list[Sample], interpreter: tuple[float, float], imports: tuple[float, float]
+) -> str:
+    """interpreter and imports: (wall, CPU) seconds, imports without the interpreter."""
+
     def med(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:.0f}"
 
@@ -152,10 +177,12 @@ def report(samples: list[Sample], interpreter: float, imports: float) -> str:
     lines = [
         "| phase | median (ms) |",
         "|---|---:|",
-        f"| interpreter (`python -c pass`) | {interpreter * 1000:.0f} |",
-        f"| imports of `serve` (measured apart) | {imports * 1000:.0f} |",
+        f"| interpreter (`python -c pass`; CPU {interpreter[1] * 1000:.0f}) "
+        f"| {interpreter[0] * 1000:.0f} |",
+        f"| imports of `serve`, measured apart (CPU {imports[1] * 1000:.0f}) "
+        f"| {imports[0] * 1000:.0f} |",
         f"| building the server, gRPC listening | "
-        f"{max(0.0, listening - interpreter - imports) * 1000:.0f} |",
+        f"{max(0.0, listening - interpreter[0] - imports[0]) * 1000:.0f} |",
         f"| metrics listening | {med([s.metrics for s in samples])} |",
     ]
     for model in sorted({m for s in samples for m in s.loads}):
@@ -167,9 +194,9 @@ def report(samples: list[Sample], interpreter: float, imports: float) -> str:
         f"| **exec -> ServerReady** (median of {len(samples)}; "
         f"min {min(ready) * 1000:.0f}, max {max(ready) * 1000:.0f}) | **{med(ready)}** |",
         "",
-        f"Resident memory once ready: median {statistics.median(s.rss_mib for s in samples):.0f}"
-        f" MiB. Models load side by side, so their rows overlap; load average "
-        f"{os.getloadavg()[0]:.2f}.",
+        f"Once ready: resident memory median {statistics.median(s.rss_mib for s in samples):.0f}"
+        f" MiB, server CPU time median {med([s.cpu for s in samples])} ms. Models load side"
+        f" by side, so their rows overlap; load average {os.getloadavg()[0]:.2f}.",
     ]
     return "\n".join(lines)
 
@@ -187,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             run_once(args.model_repository.resolve(), Path(tmp), args.server_arg)
             for _ in range(args.runs)
         ]
-    print(report(samples, interpreter, max(0.0, imports - interpreter)))
+    print(report(samples, interpreter, imports))
     return 0
 
 
