@@ -142,17 +142,21 @@ class Scheduler:
         """Stops taking requests, lets queued and running ones finish, then releases threads."""
         self._closing = True
         self._wake()
+        loop = asyncio.get_running_loop()
+        # One timeout for both waits: the queue's and the running batches'.
+        deadline = None if timeout is None else loop.time() + timeout
         if self._loop_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._loop_task), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._loop_task.cancel()
                 self._fail_queued(UnavailableError(f"model '{self.model}' was unloaded"))
         if self._running:
-            self._drained = self._loop.create_future()  # type: ignore[union-attr]
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            self._drained = loop.create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._drained), timeout)
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(asyncio.shield(self._drained), left)
+            except TimeoutError:
                 pass  # the threads finish their jobs after stop(); nobody waits for them
         for thread in self._threads.values():
             thread.stop()
