@@ -39,6 +39,7 @@ def run(
     log_path: Path,
     protocol: str = "grpc",
     extra: tuple[str, ...] = (),
+    streaming: bool = False,
 ) -> LoadResult:
     """Three measurement windows of window_ms (six at most when one is off): a fixed time per cell.
 
@@ -54,6 +55,7 @@ def run(
         "--stability-percentage", "1000", "--max-trials", "6",
         "--input-data", "random",
         "-f", str(csv_path),
+        *(["--streaming"] if streaming else []),  # ModelStreamInfer: one stream per client
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=600)
