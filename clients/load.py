@@ -1,7 +1,7 @@
 """A load generator in Python: grpc.aio over several channels, for the bench and `onnxserve tune`.
 
-Run as its own process (`python -m clients.load ...`, or `measure_in_subprocess`) so its CPU
-is not the caller's; it prints one JSON LoadResult. Each channel has its own connection;
+Run as its own process (`python -m clients.load ...`) so its CPU is not the caller's; it
+prints one JSON LoadResult. Each channel has its own connection;
 `concurrency` coroutines send the same pre-serialised ModelInferRequest back to back, so the
 client spends nothing on building requests. It is Python, though: at a few thousand requests
 per second it takes a core the server would use (perf_analyzer, in C++, costs less).
@@ -13,8 +13,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
@@ -104,28 +102,6 @@ async def measure(
         return LoadResult(0.0, 0.0, 0.0, errors, "no request succeeded")
     p50, p99 = np.percentile(np.array(latencies), [50, 99]) * 1000
     return LoadResult(len(latencies) / seconds, float(p50), float(p99), errors)
-
-
-def measure_in_subprocess(
-    address: str,
-    model: str,
-    concurrency: int,
-    seconds: float,
-    warmup: float = 1.0,
-    channels: int = 4,
-) -> LoadResult:
-    """`measure` in a child process of this interpreter; a failed run says why in `failure`."""
-    command = [
-        sys.executable, "-m", "clients.load", "--address", address, "--model", model,
-        "--concurrency", str(concurrency), "--seconds", str(seconds),
-        "--warmup", str(warmup), "--channels", str(channels),
-    ]  # fmt: skip
-    limit = warmup + seconds + 120
-    done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
-    if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-1:]
-        return LoadResult(0.0, 0.0, 0.0, 1, f"load generator exited {done.returncode}: {tail}")
-    return LoadResult(**json.loads(done.stdout))
 
 
 def main() -> None:

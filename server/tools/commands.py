@@ -15,7 +15,8 @@ Command = Callable[[argparse.Namespace], int]
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     _optimize_parser(sub)
-    return {"optimize": _run_optimize}
+    _tune_parser(sub)
+    return {"optimize": _run_optimize, "tune": _run_tune}
 
 
 def _optimize_parser(sub: argparse._SubParsersAction) -> None:
@@ -102,6 +103,16 @@ def _tune_parser(sub: argparse._SubParsersAction) -> None:
         help="config keys to vary, comma-separated (default: all of instances, threads, "
         "max_batch_size, preferred_batch_size, queue_delay)",
     )
+    p.add_argument(
+        "--try",
+        dest="values",
+        type=_axis_values,
+        action="append",
+        default=[],
+        metavar="AXIS=V1,V2",
+        help="the values to try on one axis instead of the built-in ones (repeatable); "
+        "preferred_batch_size lists take '/': preferred_batch_size=4/8,16",
+    )
     p.add_argument("--seconds", type=float, default=3.0, help="load per measurement (default 3)")
     p.add_argument(
         "--repetitions",
@@ -137,6 +148,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         latency_budget_ms=args.latency_budget_ms,
         axes=args.axes,
+        values=dict(args.values),
         seconds=args.seconds,
         repetitions=args.repetitions,
         time_budget=args.time_budget,
@@ -159,6 +171,15 @@ def _int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected numbers of at least 1, got {text!r}")
     return values
+
+
+def _axis_values(text: str) -> tuple[str, list[object]]:
+    from server.tools.tune_space import parse_values
+
+    try:
+        return parse_values(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _name_list(text: str) -> list[str]:
