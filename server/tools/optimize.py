@@ -11,6 +11,7 @@ whole so that a server polling the repository never sees half of it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import statistics
 import tempfile
@@ -33,6 +34,7 @@ from server.tools.progress import Progress
 
 QUANTIZABLE = {"MatMul", "Conv", "Gemm"}
 ROUNDS = 3  # interleaved timing rounds per variant
+MIN_RUNS = 3  # per variant, batch size and round, however long a run takes
 
 
 @dataclass(frozen=True)
@@ -219,12 +221,12 @@ def _time(
                 instance.run(output_names, feed)  # not timed: caches warm for this shape
                 runs = durations.setdefault((name, size), [])
                 stop = time.perf_counter() + slice_seconds
-                while True:
+                for count in itertools.count(1):
                     start = time.perf_counter()
                     instance.run(output_names, feed)
                     end = time.perf_counter()
                     runs.append(end - start)
-                    if end >= stop:
+                    if end >= stop and count >= MIN_RUNS:
                         break
     timings: dict[str, dict[int, float]] = {}
     for (name, size), runs in durations.items():

@@ -8,6 +8,7 @@ are short (fractions of a second per measurement): these check decisions, not sp
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def test_tune_finds_that_batching_wins_on_a_fixed_cost_model(
     ratio = batched["median"]["8"]["throughput"] / start["median"]["8"]["throughput"]
     assert ratio > 2.5, report
     assert all(s["errors"] == 0 for s in start["samples"]["8"] + batched["samples"]["8"])
+    # The plot needs the optional matplotlib; without it the report says so instead.
+    if importlib.util.find_spec("matplotlib"):
+        assert f"plot: {model_dir / 'tune-plot.png'}" in out
+        assert (model_dir / "tune-plot.png").read_bytes().startswith(b"\x89PNG")
+    else:
+        assert "no plot: matplotlib is not installed (pip install 'onnxserve[tools]')" in out
 
 
 def test_tune_keeps_the_config_of_a_model_that_cannot_batch(
