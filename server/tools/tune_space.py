@@ -109,22 +109,25 @@ def combined(winners: list[Candidate]) -> Candidate | None:
 
 
 def apply(config: ModelConfig, candidate: Candidate) -> ModelConfig:
+    """The candidate's settings over `config`, which may be the user's own, not completed: a
+    max_batch_size left out (None) stays out unless the candidate sets it."""
     s = candidate.settings
+    max_batch: int | None = s.get("max_batch_size", config.max_batch_size)
+    limit = max_batch or 1 << 30  # None: completed later from the model, no limit known here
     batching = config.dynamic_batching
-    if config.batched and any(a in s for a in ("preferred_batch_size", "queue_delay")):
+    if max_batch != 0 and any(a in s for a in ("preferred_batch_size", "queue_delay")):
         batching = batching or DynamicBatching()
-    max_batch = int(s.get("max_batch_size", config.max_batch_size or 0))
     if batching is not None:
         preferred = s.get("preferred_batch_size", batching.preferred_batch_size)
         batching = dataclasses.replace(
             batching,
-            preferred_batch_size=tuple(p for p in preferred if p <= max_batch),
-            max_queue_delay_microseconds=int(
-                s.get("queue_delay", batching.max_queue_delay_microseconds)
+            preferred_batch_size=tuple(p for p in preferred if p <= limit),
+            max_queue_delay_microseconds=s.get(
+                "queue_delay", batching.max_queue_delay_microseconds
             ),
         )
     warmup = tuple(
-        dataclasses.replace(w, batch_size=min(w.batch_size, max_batch)) if max_batch else w
+        dataclasses.replace(w, batch_size=min(w.batch_size, limit)) if max_batch else w
         for w in config.model_warmup
     )
     return dataclasses.replace(
@@ -133,10 +136,10 @@ def apply(config: ModelConfig, candidate: Candidate) -> ModelConfig:
         dynamic_batching=batching,
         model_warmup=warmup,
         instance_group=dataclasses.replace(
-            config.instance_group, count=int(s.get("instances", config.instance_group.count))
+            config.instance_group, count=s.get("instances", config.instance_group.count)
         ),
         session=dataclasses.replace(
             config.session,
-            intra_op_num_threads=int(s.get("threads", config.session.intra_op_num_threads)),
+            intra_op_num_threads=s.get("threads", config.session.intra_op_num_threads),
         ),
     )

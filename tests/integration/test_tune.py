@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from server.cli import main
-from server.model_config import load_model_config
+from server.model_config import DynamicBatching, ModelConfig, Warmup, load_model_config
 from server.tools.tune import Measured, Sample, TuneOptions, _bests
-from server.tools.tune_space import Candidate
+from server.tools.tune_space import Candidate, apply
 from tests.models import build_nonbatched, build_slow
 
 
@@ -94,3 +94,16 @@ def test_a_candidate_wins_only_by_more_than_the_noise_and_within_the_budget() ->
     over = _measured({}, [100, 100, 100], p99=20.0)
     assert _bests([over, noisy], budget)[4] is noisy  # the start misses the budget itself
     assert _bests([over], budget)[4] is None
+
+
+def test_settings_apply_over_a_config_the_user_left_incomplete() -> None:
+    user = ModelConfig(name="m", dynamic_batching=DynamicBatching(preferred_batch_size=(4, 8)))
+    tuned = apply(user, Candidate({"queue_delay": 500, "instances": 2}))
+    assert tuned.max_batch_size is None  # still completed from the model at load
+    assert tuned.dynamic_batching == DynamicBatching(500, (4, 8))
+    assert tuned.instance_group.count == 2
+    warm = ModelConfig(name="m", max_batch_size=16, model_warmup=(Warmup("w", batch_size=8),))
+    smaller = apply(warm, Candidate({"max_batch_size": 4, "preferred_batch_size": (4, 8)}))
+    assert smaller.max_batch_size == 4
+    assert smaller.dynamic_batching == DynamicBatching(0, (4,))
+    assert smaller.model_warmup[0].batch_size == 4
