@@ -57,6 +57,7 @@ class ServerLauncher:
         self.log_path = log_path
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
+        self._terminated = False
         self.port = 0
         self.metrics_port = 0
 
@@ -116,12 +117,19 @@ class ServerLauncher:
         assert self.process is not None
         self.process.send_signal(sig)
 
+    def terminate(self) -> None:
+        """Sends SIGTERM once, without waiting: several servers then shut down side by side."""
+        if self.process is not None and self.process.poll() is None and not self._terminated:
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, then wait; returns the exit code (killed after timeout)."""
+        """SIGTERM (unless terminate() sent it), then wait; returns the exit code (killed after
+        timeout)."""
         if self.process is None:
             return 0
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

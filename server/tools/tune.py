@@ -4,8 +4,9 @@ Every candidate of a round gets its own server (a subprocess on free ports, serv
 copy of the model version with the candidate's config.yaml). The round measures each candidate
 at each concurrency `repetitions` times, rotating the order each time, so that a slow spell
 of a shared machine falls on every candidate rather than on one. A candidate replaces the
-current best only when its median throughput is higher by more than the spread (max - min) of
-either's repetitions, and only while its median p99 stays within the latency budget.
+current best only when its slowest repetition was faster than the best's fastest (their
+ranges do not overlap: the gain exceeds the noise), and only while its median p99 stays
+within the latency budget.
 
 Round 1 is the starting (completed) config and each axis varied alone; round 2, if the time
 budget allows, measures again side by side the start, each concurrency's round-1 winner, and
@@ -79,9 +80,14 @@ class Measured:
         values = [getattr(s, key) for s in self.samples.get(concurrency, []) if not s.failure]
         return statistics.median(values) if values else float("nan")
 
-    def spread(self, concurrency: int) -> float:
-        values = [s.throughput for s in self.samples.get(concurrency, []) if not s.failure]
-        return max(values) - min(values) if values else float("inf")
+    def throughputs(self, concurrency: int) -> list[float]:
+        return [s.throughput for s in self.samples.get(concurrency, []) if not s.failure]
+
+    def lowest(self, concurrency: int) -> float:
+        return min(self.throughputs(concurrency), default=float("nan"))
+
+    def highest(self, concurrency: int) -> float:
+        return max(self.throughputs(concurrency), default=float("nan"))
 
     def usable(self, concurrency: int) -> bool:
         samples = self.samples.get(concurrency, [])
@@ -139,7 +145,8 @@ def tune(model_dir: Path, options: TuneOptions) -> TuneResult:
         last = measured
         refine = _second_round(measured, best, target, axes, options)
         remaining = options.time_budget - (time.monotonic() - began)
-        if refine and _fitting(len(refine), options, remaining) >= len(refine):
+        taken = run.measurement_seconds()
+        if refine and _fitting(len(refine), options, remaining, taken) >= len(refine):
             last = run.round(2, refine)
             measured += last
             best = _bests(last, options)
@@ -150,13 +157,14 @@ def tune(model_dir: Path, options: TuneOptions) -> TuneResult:
     )
 
 
-def _fitting(count: int, options: TuneOptions, seconds_left: float) -> int:
-    """How many candidates one round can measure in the time left."""
-    per_candidate = (
-        len(options.concurrency)
-        * options.repetitions
-        * (options.seconds + _warmup(options) + _OVERHEAD_SECONDS)
-    )
+def _fitting(
+    count: int, options: TuneOptions, seconds_left: float, measurement: float | None = None
+) -> int:
+    """How many candidates one round can measure in the time left; `measurement` is the wall
+    time one measurement took so far, when known (a busy machine starts processes slowly)."""
+    if measurement is None:
+        measurement = options.seconds + _warmup(options) + _OVERHEAD_SECONDS
+    per_candidate = len(options.concurrency) * options.repetitions * measurement
     return min(count, int(max(0.0, seconds_left - _STARTUP_SECONDS) // per_candidate))
 
 
@@ -197,13 +205,12 @@ def _within_budget(m: Measured, concurrency: int, options: TuneOptions) -> bool:
 
 
 def _beats(a: Measured, b: Measured, concurrency: int, options: TuneOptions) -> bool:
-    """a has the higher median throughput by more than the noise, and meets the budget."""
+    """a meets the budget and its slowest repetition beat b's fastest: a gain beyond the noise."""
     if not _within_budget(a, concurrency, options):
         return False
     if not _within_budget(b, concurrency, options):
         return True
-    gain = a.median(concurrency, "throughput") - b.median(concurrency, "throughput")
-    return gain > max(a.spread(concurrency), b.spread(concurrency))
+    return a.lowest(concurrency) > b.highest(concurrency)
 
 
 def _bests(measured: list[Measured], options: TuneOptions) -> dict[int, Measured | None]:
@@ -232,6 +239,10 @@ class _RoundRunner:
     ) -> None:
         self.model_dir, self.version, self.start = model_dir, version, start
         self.options, self.generator, self.scratch = options, generator, scratch
+        self._walls: list[float] = []
+
+    def measurement_seconds(self) -> float | None:
+        return statistics.mean(self._walls) if self._walls else None
 
     def round(self, number: int, candidates: list[Candidate]) -> list[Measured]:
         measured = [Measured(c, number) for c in candidates]
@@ -258,6 +269,8 @@ class _RoundRunner:
                             m.samples.setdefault(c, []).append(self._measure(server, c))
         finally:
             progress.close()
+            for server in servers:
+                server.terminate()
             for server in servers:
                 server.stop()
         return measured
@@ -291,7 +304,11 @@ class _RoundRunner:
             self.options.seconds,
             _warmup(self.options),
         )
-        cores = (server.cpu_seconds() - cpu) / max(1e-9, time.monotonic() - wall)
+        elapsed = time.monotonic() - wall
+        self._walls.append(elapsed)
+        # Over the time under load (warm-up included): the generator's own start-up is idle.
+        loaded = self.options.seconds + _warmup(self.options)
+        cores = (server.cpu_seconds() - cpu) / min(loaded, elapsed)
         return Sample(
             load.throughput,
             load.p50_ms,

@@ -101,7 +101,8 @@ def _summary(result: TuneResult) -> list[str]:
     )
     lines = [
         f"load: {result.generator}, {o.seconds:g} s per measurement, {o.repetitions} "
-        f"interleaved repetitions; {budget}; a candidate wins only by more than the spread",
+        f"interleaved repetitions; {budget}; a candidate wins only when its slowest "
+        "repetition beats the best's fastest",
         *result.notes,
     ]
     target = max(o.concurrency)

@@ -28,7 +28,7 @@ def test_tune_finds_that_batching_wins_on_a_fixed_cost_model(
     old = (model_dir / "config.yaml").read_text()
     code = main([
         "tune", str(model_dir), "--concurrency", "8", "--try", "max_batch_size=8",
-        "--seconds", "0.6", "--repetitions", "2", "--write",
+        "--seconds", "1", "--repetitions", "2", "--write",
     ])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
@@ -80,10 +80,10 @@ def _measured(settings: dict[str, int], throughputs: list[float], p99: float = 5
     return Measured(Candidate(settings), 1, {4: samples})
 
 
-def test_a_candidate_wins_only_by_more_than_the_noise_and_within_the_budget() -> None:
+def test_a_candidate_wins_only_beyond_the_noise_and_within_the_budget() -> None:
     start = _measured({}, [100, 110, 120])
-    noisy = _measured({"instances": 2}, [105, 125, 140])  # +15 median, spread 35
-    clear = _measured({"threads": 1}, [150, 155, 160])  # +55 median, spread 20 and 10
+    noisy = _measured({"instances": 2}, [105, 125, 140])  # faster median, ranges overlap
+    clear = _measured({"threads": 1}, [150, 155, 160])  # its slowest beats the fastest
     slow_tail = _measured({"queue_delay": 500}, [300, 310, 320], p99=50.0)
     options = TuneOptions(concurrency=[4])
     assert _bests([start, noisy], options)[4] is start
