@@ -8,9 +8,10 @@ current best only when its slowest repetition was faster than the best's fastest
 ranges do not overlap: the gain exceeds the noise), and only while its median p99 stays
 within the latency budget.
 
-Round 1 is the starting (completed) config and each axis varied alone; round 2, if the time
-budget allows, measures again side by side the start, each concurrency's round-1 winner, and
-all the winning single-axis settings combined. The config chosen is the best at the highest
+Round 1 is the starting (completed) config and each axis varied alone; round 2, if winners on
+two or more axes make a new combination and the time budget allows, measures again side by
+side the start, each concurrency's round-1 winner and the combination, which replaces a
+round-1 winner only by beating it there. The config chosen is the best at the highest
 concurrency asked for.
 """
 
@@ -102,7 +103,7 @@ class TuneResult:
     options: TuneOptions
     generator: str
     measured: list[Measured]
-    best: dict[int, Measured | None]  # by concurrency, over the last round
+    best: dict[int, Measured | None]  # by concurrency
     chosen: Measured | None
     notes: list[str]
 
@@ -135,21 +136,21 @@ def tune(model_dir: Path, options: TuneOptions) -> TuneResult:
     candidates = tune_space.first_round(start, axes, options.values)
     fits = _fitting(len(candidates), options, options.time_budget)
     if fits < len(candidates):
-        notes.append(f"time budget: round 1 measured {fits} of {len(candidates)} candidates")
-        candidates = candidates[: max(1, fits)]
+        kept = max(1, fits)  # the start is always measured
+        notes.append(f"time budget: round 1 measured {kept} of {len(candidates)} candidates")
+        candidates = candidates[:kept]
     target = max(options.concurrency)
     with tempfile.TemporaryDirectory(prefix="onnxserve-tune-") as scratch:
         run = _RoundRunner(model_dir, version, start, options, generator, Path(scratch))
         measured = run.round(1, candidates)
         best = _bests(measured, options)
-        last = measured
         refine = _second_round(measured, best, target, axes, options)
         remaining = options.time_budget - (time.monotonic() - began)
         taken = run.measurement_seconds()
         if refine and _fitting(len(refine), options, remaining, taken) >= len(refine):
-            last = run.round(2, refine)
-            measured += last
-            best = _bests(last, options)
+            second = run.round(2, refine)
+            measured += second
+            best = _refined(best, second, options)
         elif refine:
             notes.append("time budget: no refinement round")
     return TuneResult(
@@ -225,6 +226,23 @@ def _bests(measured: list[Measured], options: TuneOptions) -> dict[int, Measured
         else:
             best[c] = start if _within_budget(start, c, options) else None
     return best
+
+
+def _refined(
+    best: dict[int, Measured | None], second: list[Measured], options: TuneOptions
+) -> dict[int, Measured | None]:
+    """Round 1's best at each concurrency, unless the combination (round 2's last candidate)
+    beat it when the two ran side by side in round 2."""
+    mixed = second[-1]
+    refined = dict(best)
+    for c, first in best.items():
+        if first is None:
+            rival = next((m for m in second if m.candidate == Candidate()), None)
+        else:
+            rival = next((m for m in second if m.candidate == first.candidate), None)
+        if rival is not None and rival is not mixed and _beats(mixed, rival, c, options):
+            refined[c] = mixed
+    return refined
 
 
 class _RoundRunner:

@@ -32,8 +32,7 @@ def _cell(m: Measured, c: int) -> list[str]:
 
 def frontier(result: TuneResult, c: int) -> list[Measured]:
     """The candidates no other beats on both throughput and p99, by throughput."""
-    last_round = max(m.round for m in result.measured)
-    points = [m for m in result.measured if m.round == last_round and m.usable(c)]
+    points = [m for m in result.measured if m.usable(c)]
 
     def dominated(m: Measured) -> bool:
         return any(
@@ -46,6 +45,10 @@ def frontier(result: TuneResult, c: int) -> list[Measured]:
         )
 
     return sorted((m for m in points if not dominated(m)), key=lambda m: m.median(c, "throughput"))
+
+
+def _name(m: Measured) -> str:
+    return m.candidate.label + (f" (round {m.round})" if m.round > 1 else "")
 
 
 def tables(result: TuneResult) -> tuple[list[list[str]], list[list[str]]]:
@@ -65,7 +68,7 @@ def tables(result: TuneResult) -> tuple[list[list[str]], list[list[str]]]:
     for c in result.options.concurrency:
         chosen = result.best.get(c)
         edge = ", ".join(
-            f"{m.candidate.label}: {m.median(c, 'throughput'):,.0f} @ {m.median(c, 'p99_ms'):.1f}"
+            f"{_name(m)}: {m.median(c, 'throughput'):,.0f} @ {m.median(c, 'p99_ms'):.1f}"
             for m in frontier(result, c)
         )
         if chosen is None:
@@ -74,7 +77,7 @@ def tables(result: TuneResult) -> tuple[list[list[str]], list[list[str]]]:
             best.append(
                 [
                     str(c),
-                    chosen.candidate.label,
+                    _name(chosen),
                     f"{chosen.median(c, 'throughput'):,.0f}",
                     f"{chosen.median(c, 'p99_ms'):.2f}",
                     edge,
@@ -160,15 +163,15 @@ def plot(result: TuneResult, path: Path) -> str:
     except ImportError:
         return "no plot: matplotlib is not installed (pip install 'onnxserve[tools]')"
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    last_round = max(m.round for m in result.measured)
-    for m in (m for m in result.measured if m.round == last_round):
+    for m in result.measured:
         points = [(m.median(c, "throughput"), m.median(c, "p99_ms")) for c in m.samples]
         points = [p for p in points if not math.isnan(p[0])]
         if points:
-            axes.plot(*zip(*points, strict=True), marker="o", label=m.candidate.label)
+            style = "o-" if m.round == 1 else "s--"
+            axes.plot(*zip(*points, strict=True), style, label=_name(m))
     axes.set_xlabel("throughput (inferences/s)")
     axes.set_ylabel("p99 latency (ms)")
-    axes.set_title(f"{result.model}: one line per config, one point per concurrency")
+    axes.set_title(f"{result.model}: one line per candidate, one point per concurrency")
     axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

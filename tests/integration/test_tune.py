@@ -16,7 +16,7 @@ import pytest
 
 from server.cli import main
 from server.model_config import DynamicBatching, ModelConfig, Warmup, load_model_config
-from server.tools.tune import Measured, Sample, TuneOptions, _bests
+from server.tools.tune import Measured, Sample, TuneOptions, _bests, _refined
 from server.tools.tune_space import Candidate, apply
 from tests.models import build_nonbatched, build_slow
 
@@ -107,3 +107,14 @@ def test_settings_apply_over_a_config_the_user_left_incomplete() -> None:
     assert smaller.max_batch_size == 4
     assert smaller.dynamic_batching == DynamicBatching(0, (4,))
     assert smaller.model_warmup[0].batch_size == 4
+
+
+def test_the_combination_replaces_a_round_one_winner_only_by_beating_it_side_by_side() -> None:
+    options = TuneOptions(concurrency=[4])
+    winner = _measured({"threads": 1}, [150, 155, 160])
+    again = _measured({"threads": 1}, [90, 120, 140])  # round 2 ran on a busier machine
+    start = _measured({}, [80, 100, 130])
+    close = _measured({"threads": 1, "queue_delay": 0}, [130, 150, 170])
+    assert _refined({4: winner}, [start, again, close], options) == {4: winner}
+    clear = _measured({"threads": 1, "queue_delay": 0}, [145, 150, 170])
+    assert _refined({4: winner}, [start, again, clear], options) == {4: clear}
