@@ -3,13 +3,22 @@ chosen config.yaml, written (the old one kept as config.yaml.bak) or shown as a 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
 from pathlib import Path
 from typing import Any, TextIO
 
-from server.model_config import CONFIG_FILE, dump_yaml, load_model_config
+from server.model_config import (
+    CONFIG_FILE,
+    DynamicBatching,
+    ModelConfig,
+    Warmup,
+    config_to_dict,
+    dump_yaml,
+    load_model_config,
+)
 from server.tools import tune_space
 from server.tools.tune import Measured, TuneResult
 
@@ -179,6 +188,27 @@ def plot(result: TuneResult, path: Path) -> str:
     return f"plot: {path}"
 
 
+def _compact(config: ModelConfig) -> dict[str, Any]:
+    """config.yaml data without the keys that hold their default value, so the written file
+    (and the diff) show what the user set and what tune changed, not every default."""
+    defaults = config_to_dict(ModelConfig(name=config.name, dynamic_batching=DynamicBatching()))
+    data = config_to_dict(config)
+    data.pop("name")  # the folder names the model
+    for key in list(data):
+        default = defaults.get(key)
+        if isinstance(data[key], dict) and isinstance(default, dict):
+            data[key] = {k: v for k, v in data[key].items() if default.get(k) != v}
+        # An empty dynamic_batching still turns batching on: it stays.
+        if key != "dynamic_batching" and (data[key] == default or data[key] in ({}, [])):
+            del data[key]
+    for warmup in data.get("model_warmup", []):
+        plain = config_to_dict(dataclasses.replace(config, model_warmup=(Warmup(warmup["name"]),)))
+        for k, v in plain["model_warmup"][0].items():
+            if warmup.get(k) == v and k != "name":
+                del warmup[k]
+    return data
+
+
 def report_and_write(result: TuneResult, model_dir: Path, write: bool, out: TextIO) -> None:
     out.write(render(result, markdown=False))
     (model_dir / "tune-report.md").write_text(render(result, markdown=True))
@@ -190,7 +220,9 @@ def report_and_write(result: TuneResult, model_dir: Path, write: bool, out: Text
         return
     path = model_dir / CONFIG_FILE
     old = path.read_text()
-    new = dump_yaml(tune_space.apply(load_model_config(model_dir), result.chosen.candidate))
+    new = dump_yaml(
+        _compact(tune_space.apply(load_model_config(model_dir), result.chosen.candidate))
+    )
     if write:
         (model_dir / (CONFIG_FILE + ".bak")).write_text(old)
         staged = model_dir / f".{CONFIG_FILE}.tune"

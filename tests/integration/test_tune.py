@@ -36,6 +36,8 @@ def test_tune_finds_that_batching_wins_on_a_fixed_cost_model(
     assert "config.yaml: written; the old one is config.yaml.bak" in out
     assert (model_dir / "config.yaml.bak").read_text() == old
     assert load_model_config(model_dir).max_batch_size == 8
+    written = (model_dir / "config.yaml").read_text()
+    assert "max_batch_size: 8\n" in written and "execution_providers" not in written  # compact
     report = json.loads((model_dir / "tune-report.json").read_text())
     assert report["chosen"] == {"max_batch_size": 8}
     start, batched = report["candidates"]
