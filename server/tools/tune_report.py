@@ -198,8 +198,9 @@ def _compact(config: ModelConfig) -> dict[str, Any]:
         default = defaults.get(key)
         if isinstance(data[key], dict) and isinstance(default, dict):
             data[key] = {k: v for k, v in data[key].items() if default.get(k) != v}
-        # An empty dynamic_batching still turns batching on: it stays.
-        if key != "dynamic_batching" and (data[key] == default or data[key] in ({}, [])):
+        if key in ("backend", "dynamic_batching"):
+            continue  # said even when default; an empty dynamic_batching turns batching on
+        if data[key] == default or data[key] in ({}, []):
             del data[key]
     for warmup in data.get("model_warmup", []):
         plain = config_to_dict(dataclasses.replace(config, model_warmup=(Warmup(warmup["name"]),)))
