@@ -29,8 +29,8 @@ def _quantization():  # noqa: ANN202 - the module, imported on first use
         import onnxruntime.quantization as quantization
     except ImportError as error:
         raise MissingToolError(
-            f"onnxserve optimize needs the onnx package ({error.name} is missing): "
-            "pip install 'onnxserve[tools]'"
+            f"onnxruntime's quantization and fp16 tools need the onnx package ({error.name} "
+            "cannot be imported): pip install 'onnxserve[tools]'"
         ) from None
     return quantization
 

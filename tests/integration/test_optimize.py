@@ -9,6 +9,7 @@ not about speed pass --min-speedup 0.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,18 @@ def _weights(model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     model = onnx.load(str(model_dir / "1" / "model.onnx"))
     found = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     return found["W"], found["B"]
+
+
+def test_without_the_onnx_package_optimize_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = build_classifier(tmp_path)
+    # None in sys.modules makes the import fail as it does where onnx is not installed.
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
+    assert main(["optimize", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "onnxserve optimize: onnxruntime's quantization and fp16 tools need the onnx package "
+        "(onnxruntime.quantization cannot be imported): pip install 'onnxserve[tools]'\n"
+    )
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.yaml"]
