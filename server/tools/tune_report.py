@@ -179,7 +179,8 @@ def plot(result: TuneResult, path: Path) -> str:
             style = "o-" if m.round == 1 else "s--"
             axes.plot(*zip(*points, strict=True), style, label=_name(m))
     axes.set_xlabel("throughput (inferences/s)")
-    axes.set_ylabel("p99 latency (ms)")
+    axes.set_ylabel("p99 latency (ms, log scale)")
+    axes.set_yscale("log")  # one overloaded candidate would flatten all the others
     axes.set_title(f"{result.model}: one line per candidate, one point per concurrency")
     axes.legend(fontsize="small")
     figure.tight_layout()
