@@ -156,7 +156,7 @@ def optimize(
             folder.mkdir()
             try:
                 _maker(name, feeds)(original_file, folder / MODEL_FILE)
-                made, _ = backend.create_instances(folder / MODEL_FILE, single, name)
+                made, _ = backend.create_instances(folder / MODEL_FILE, single)
             except Exception as error:  # the tools raise their own types; report, go on
                 variant.verdict, variant.reason = "failed", _first_line(error)
                 continue
