@@ -58,6 +58,8 @@ def to_proto(config: ModelConfig) -> mc.ModelConfig:
             k: mc.ModelParameter(string_value=str(v)) for k, v in config.parameters.items()
         },
     )
+    if config.response_cache.enable:
+        message.response_cache.enable = True
     policy = config.version_policy
     if policy.all:
         message.version_policy.all.SetInParent()

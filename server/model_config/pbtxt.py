@@ -3,7 +3,7 @@
 The text is parsed into Triton's own ModelConfig message, rewritten in config.yaml's layout and
 validated by model_config.parse_config_dict, so both formats share every check. A field with no
 equivalent here is reported by its name and stops the load: serving a model without something
-its config asks for (sequence batching, a response cache, ...) would be a silent surprise.
+its config asks for (sequence batching, an ensemble, ...) would be a silent surprise.
 The generated ModelConfig message class belongs to the gRPC frontend, so it is handed in
 (TritonConfigReader(message_type)) and enums are read by name through the message's
 descriptor: this package stays a leaf. server/grpc/config_proto.py builds TRITON_FORMAT.
@@ -52,6 +52,7 @@ _SUPPORTED = frozenset(
         # A request's own timeout is always honoured here.
         "dynamic_batching.default_queue_policy.allow_timeout_override",
         "parameters",
+        "response_cache.enable",
         "model_warmup.name",
         "model_warmup.batch_size",
         "model_warmup.count",
@@ -184,6 +185,8 @@ def _to_document(m: Any, problems: list[str]) -> dict[str, Any]:
     data["model_warmup"] = [_warmup(i, w, problems) for i, w in enumerate(m.model_warmup)]
     _parameters(m, data, problems)
     _optimization(m, data, problems)
+    if m.HasField("response_cache"):
+        data["response_cache"] = {"enable": m.response_cache.enable}
     return data
 
 
