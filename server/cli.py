@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from pathlib import Path
 
@@ -201,6 +202,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    gc.disable()  # until ready, as in server/__main__.py: serve() turns it back on
     from server.app import Settings, serve
 
     problem = _tls_problem(args) or _lifecycle_problem(args) or _cache_problem(args)
@@ -262,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         **client_cli.register(sub),
     }
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        gc.enable()  # off for start-up only (server/__main__.py)
     return commands[args.command](args)
 
 

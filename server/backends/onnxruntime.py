@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from server import datatypes
 from server.backends.cpu_limits import usable_cores
-from server.errors import ConfigError, InvalidArgumentError
+from server.errors import ConfigError, InvalidArgumentError, UnavailableError
 from server.model_config import (
     ModelConfig,
     ModelSignature,
@@ -41,6 +41,8 @@ _EXECUTION_MODES = {
 }
 # ORT's ArenaExtendStrategy values.
 _ARENA_STRATEGY = {"next_power_of_two": 0, "same_as_requested": 1}
+# Idle intra-op threads spin before they sleep (ORT's default); bench/ort_threads.py measures it.
+ALLOW_SPINNING = True
 _shared_arena_lock = threading.Lock()
 _shared_arena = False  # registered with ORT's environment, once per process
 
@@ -48,8 +50,9 @@ _shared_arena = False  # registered with ORT's environment, once per process
 class OrtInstance:
     """One InferenceSession; the scheduler gives it one batch at a time."""
 
-    def __init__(self, session: ort.InferenceSession) -> None:
+    def __init__(self, session: ort.InferenceSession, model: str = "") -> None:
         self.session = session
+        self._model = model
         self._run = session.run
         # A failed run reaches the scheduler as an exception, which it logs in the server's own
         # format; ORT's copy of it on stderr would print every failure twice.
@@ -57,7 +60,16 @@ class OrtInstance:
         self._options.log_severity_level = 4  # fatal only
 
     def run(self, output_names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._run(list(output_names), feeds, self._options)
+        try:
+            return self._run(list(output_names), feeds, self._options)
+        except Exception:
+            if not self._options.terminate:
+                raise
+        # Stopped on purpose (see terminate): the client hears why, the log has the warning.
+        raise UnavailableError(
+            f"model '{self._model}': the run was stopped because the model was unloaded "
+            "(the shutdown timeout passed)"
+        )
 
     def terminate(self) -> None:
         """Makes a run in progress (and any later one) fail at its next node: unload only."""
@@ -84,13 +96,19 @@ def choose_providers(config: ModelConfig) -> list[tuple[str, dict[str, str]]]:
     return chosen
 
 
-def session_options(session: SessionConfig, instance_count: int) -> ort.SessionOptions:
+def session_options(
+    session: SessionConfig, instance_count: int, spinning: bool | None = None
+) -> ort.SessionOptions:
+    """spinning None: the server's default (ALLOW_SPINNING); bench/ort_threads.py compares."""
     options = ort.SessionOptions()
     threads = session.intra_op_num_threads
     if threads == 0:
         # Instances run side by side: share the cores between them rather than oversubscribe.
         threads = max(1, usable_cores() // max(1, instance_count))
     options.intra_op_num_threads = threads
+    if spinning is None:
+        spinning = ALLOW_SPINNING
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.inter_op_num_threads = session.inter_op_num_threads
     options.graph_optimization_level = _OPTIMIZATION_LEVELS[session.graph_optimization_level]
     options.execution_mode = _EXECUTION_MODES[session.execution_mode]
@@ -135,7 +153,7 @@ def create_instances(model_file: Path, config: ModelConfig) -> tuple[list[OrtIns
             session = ort.InferenceSession(
                 model_bytes, sess_options=options, providers=names, provider_options=opts
             )
-            instances.append(OrtInstance(session))
+            instances.append(OrtInstance(session, config.name))
     except OSError as error:
         raise ConfigError(f"{model_file}: cannot read the model: {error.strerror}") from error
     except Exception as error:  # ORT raises its own exception types for broken models
