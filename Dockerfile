@@ -27,6 +27,8 @@ LABEL org.opencontainers.image.title="onnxserve" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /opt/onnxserve /opt/onnxserve
+# KServe's entrypoint (deploy/kserve/): serves /mnt/models, a repository or a single model.
+COPY deploy/docker/onnxserve-kserve /opt/onnxserve/bin/
 # .pyc files were written at install time: a read-only root filesystem cannot take new ones.
 ENV PATH=/opt/onnxserve/bin:/usr/local/bin:/usr/bin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \

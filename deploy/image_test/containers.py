@@ -45,11 +45,18 @@ def readable_copy(source: Path, target: Path) -> Path:
 class Container:
     """One `docker run -d` of the image; `args` go after the image name (to `onnxserve serve`)."""
 
-    def __init__(self, repository: Path, *args: str, docker_options: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        repository: Path,
+        *args: str,
+        docker_options: tuple[str, ...] = (),
+        mount: str = "/models",
+    ) -> None:
         self.name = f"onnxserve-test-{uuid.uuid4().hex[:12]}"
         self.repository = repository
         self.args = args
         self.docker_options = docker_options
+        self.mount = mount
         self.ports: dict[str, int] = {}
         self.run_at = 0.0  # time.time() just before `docker run`
 
@@ -58,7 +65,7 @@ class Container:
         self.run_at = time.time()
         docker(
             "run", "--detach", "--name", self.name, "--read-only", "--tmpfs", "/tmp",
-            "--volume", f"{self.repository}:/models:ro", *publish, *self.docker_options,
+            "--volume", f"{self.repository}:{self.mount}:ro", *publish, *self.docker_options,
             IMAGE, *self.args,
         )  # fmt: skip
         for key, port in PORTS.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 import time
 import urllib.request
@@ -173,6 +174,27 @@ def test_arguments_after_the_image_name_reach_serve(started, tmp_path) -> None:
             assert time.monotonic() < deadline, container.logs()
             time.sleep(0.1)  # pacing between polls of the observable state
     assert_exact_inference(container.grpc_address, "image")
+
+
+@pytest.mark.parametrize("layout", ["repository", "model folder", "model file"])
+def test_kserve_entrypoint_serves_each_storage_layout(started, tmp_path, layout) -> None:
+    # What KServe's storage initializer may leave in /mnt/models, served by the ServingRuntime's
+    # command (deploy/kserve/servingruntime.yaml) under the InferenceService's name.
+    mnt = tmp_path / "shared" / "mnt"
+    if layout == "repository":
+        readable_copy(EXAMPLES, mnt)
+    elif layout == "model folder":
+        readable_copy(EXAMPLES / "tabular", mnt)
+    else:
+        mnt.mkdir(parents=True)
+        shutil.copy(EXAMPLES / "tabular" / "1" / "model.onnx", mnt / "model.onnx")
+        readable_copy(mnt, tmp_path / "shared" / "file")
+        mnt = tmp_path / "shared" / "file"
+    entrypoint = ("--entrypoint", "/opt/onnxserve/bin/onnxserve-kserve")
+    args = ("--model-name=tabular", "--grpc-port=8001")
+    container = run(started, mnt, *args, docker_options=entrypoint, mount="/mnt/models")
+    container.wait_ready()
+    assert_exact_inference(container.grpc_address, "tabular")
 
 
 def held(container: Container, model: str) -> int:
