@@ -1,8 +1,8 @@
 """numpy <-> protocol messages on the client side, with the server's own datatype table and codec.
 
 Inputs go out as raw contents (one buffer per input, BYTES length-prefixed by the server's
-encoder); outputs come back through the server's tensor decoder, so both sides agree by
-construction on every datatype.
+encoder in server/tensors.py); outputs come back through the server's tensor decoder, so both
+sides agree by construction on every datatype.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from clients.errors import InferenceServerError
-from server import datatypes
+from server import datatypes, tensors
 from server.errors import InvalidArgumentError
 from server.grpc import codec
 from server.grpc.generated import grpc_service_pb2 as pb
@@ -35,7 +35,7 @@ def infer_request(
     id: str = "",
     parameters: Mapping[str, Any] | None = None,
 ) -> pb.ModelInferRequest:
-    tensors = []
+    declared = []
     raw = []
     for name, value in inputs.items():
         array = np.asarray(value)
@@ -45,13 +45,13 @@ def infer_request(
             datatype = datatypes.from_numpy(array.dtype)
         except ValueError as error:
             raise ValueError(f"input '{name}': {error}") from None
-        tensors.append(_Tensor(name=name, datatype=datatype.name, shape=array.shape))
-        raw.append(codec.encode_bytes(array) if datatype.name == "BYTES" else array.tobytes())
+        declared.append(_Tensor(name=name, datatype=datatype.name, shape=array.shape))
+        raw.append(tensors.to_raw(array))
     return pb.ModelInferRequest(
         model_name=model,
         model_version=version,
         id=id,
-        inputs=tensors,
+        inputs=declared,
         outputs=[_Requested(name=n) for n in outputs or ()],
         raw_input_contents=raw,
         parameters=infer_parameters(parameters or {}),

@@ -1,29 +1,70 @@
-"""The transport-independent operations a frontend serves: health, metadata, inference.
+"""The transport-independent operations every frontend serves: health, metadata, inference,
+statistics, the repository, shared memory and log settings.
 
-A frontend decodes its wire format into these calls and encodes what they return; it holds no
-logic of its own beyond that.
+A frontend (gRPC unary, gRPC stream, HTTP) decodes its wire format into these calls and encodes
+what they return; it holds no logic of its own beyond that. Inference outcomes are reported here
+once, whichever frontend took the request and however it ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from server.errors import NotFoundError, UnavailableError
-from server.inference import InferenceRequest
+from server.errors import (
+    CANCELLED,
+    OK,
+    InferenceServerError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from server.inference import InferenceRequest, InferenceResponse
 from server.model import ModelVersion
+from server.model_config import PLATFORM, TensorConfig
+from server.observability.logs import SettingValue, log_settings, update_log_settings
 from server.observability.statistics import Statistics, VersionStatistics
 from server.repository.control import RepositoryControl
 from server.repository.manager import ModelRepositoryManager
 from server.repository.scanner import parse_version
 from server.repository.states import VersionStatus
-from server.shared_memory import SharedMemoryRegistry
+from server.shared_memory import Region, SharedMemoryRegistry
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = "onnxserve"
 SERVER_VERSION = "0.1.0"
+
+# Protocol extensions this server implements, as server metadata reports them.
+EXTENSIONS = (
+    "model_configuration",
+    "parameters",
+    "statistics",
+    "model_repository",
+    "logging",
+    "system_shared_memory",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorMetadata:
+    name: str
+    datatype: str
+    shape: list[int]  # -1 for a variable dimension, the batch dimension included
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
 
 
 class DataPlane:
@@ -96,9 +137,75 @@ class DataPlane:
         # An operator's unload is deliberate: it no longer holds strict readiness back.
         self._startup_models -= {name}
 
-    async def infer(self, request: InferenceRequest) -> tuple[ModelVersion, dict[str, np.ndarray]]:
-        model = self.manager.get(request.model_name, request.model_version)
-        return model, await model.infer(request)
+    def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
+        model = self.manager.get(name, version)
+        config = model.config
+        batch = [-1] if config.batched else []
+
+        def tensors(configs: tuple[TensorConfig, ...]) -> list[TensorMetadata]:
+            return [TensorMetadata(t.name, t.datatype, batch + list(t.dims)) for t in configs]
+
+        return ModelMetadata(
+            model.name,
+            self.ready_versions(model.name),
+            PLATFORM,
+            tensors(config.inputs),
+            tensors(config.outputs),
+        )
+
+    # --- inference -------------------------------------------------------------------------
+
+    async def infer(
+        self, request: InferenceRequest, timeout: float | None = None
+    ) -> InferenceResponse:
+        """Runs one request and reports its outcome. `timeout` is what the transport allows
+        (gRPC's deadline), in seconds; the request's `timeout` parameter may shorten it."""
+        model: ModelVersion | None = None
+        status = OK
+        try:
+            model = self.manager.get(request.model_name, request.model_version)
+            request.deadline = resolve_deadline(request, timeout)
+            if request.shared_inputs or request.output_regions:
+                self.shared_memory.resolve(request)
+            # No await between the lookup and the enqueue: a model swap cannot slip between.
+            outputs = await model.infer(request)
+            response = InferenceResponse(model.name, model.version_str, request.id, outputs)
+            if request.output_placements:
+                self.shared_memory.write_outputs(response, request.output_placements)
+            return response
+        except InferenceServerError as error:
+            status = error.status
+            raise
+        except asyncio.CancelledError:  # the client went away
+            status = CANCELLED
+            raise
+        except Exception as error:
+            status = InternalError.status
+            log.exception("model '%s': inference failed", request.model_name)
+            raise InternalError(f"internal error: {error!r}") from error
+        finally:
+            self._report(request, model, status)
+
+    def reject(
+        self,
+        error: InferenceServerError,
+        model_name: str = "",
+        model_version: str = "",
+        arrival: float = 0.0,
+        protocol: str = "grpc",
+    ) -> None:
+        """Counts a request the frontend could not decode into an InferenceRequest."""
+        name, version = self.request_labels(model_name, model_version)
+        seconds = time.monotonic() - arrival if arrival else 0.0
+        self.statistics.on_request(name, version, error.status, seconds, protocol)
+
+    def _report(self, request: InferenceRequest, model: ModelVersion | None, status: str) -> None:
+        if model is not None:
+            name, version = model.name, model.version_str
+        else:
+            name, version = self.request_labels(request.model_name, request.model_version)
+        seconds = time.monotonic() - request.arrival if request.arrival else 0.0
+        self.statistics.on_request(name, version, status, seconds, request.protocol)
 
     def model_statistics(self, name: str = "", version: str = "") -> list[VersionStatistics]:
         """Statistics of the served versions: all, one model's, or one version's."""
@@ -116,6 +223,23 @@ class DataPlane:
             for m in models
         ]
 
+    # --- shared memory and log settings ------------------------------------------------------
+
+    def shared_memory_status(self, name: str = "") -> list[Region]:
+        return self.shared_memory.status(name)
+
+    def register_shared_memory(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        self.shared_memory.register(name, key, offset, byte_size)
+
+    def unregister_shared_memory(self, name: str = "") -> None:
+        self.shared_memory.unregister(name)
+
+    def log_settings(
+        self, changes: Mapping[str, SettingValue] | None = None
+    ) -> dict[str, SettingValue]:
+        """The log settings, after applying `changes` if any."""
+        return update_log_settings(changes) if changes else log_settings()
+
     def request_labels(self, name: str, version: str) -> tuple[str, str]:
         """Metric labels for a request that failed: only names the repository knows, so that
         clients cannot create label values; "" stands for an unknown model or version."""
@@ -129,3 +253,21 @@ class DataPlane:
             number = parse_version(version)
             return name, str(number) if number is not None else ""
         return model.name, model.version_str
+
+
+def resolve_deadline(request: InferenceRequest, timeout: float | None) -> float | None:
+    """The earlier of the transport's deadline and the `timeout` parameter (microseconds, as
+    Triton reads it), on the event loop's monotonic clock."""
+    parameters = request.parameters
+    value = parameters.get("timeout") if parameters else None
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgumentError(
+                f"model '{request.model_name}': parameter 'timeout': expected a non-negative "
+                f"integer of microseconds, got {value!r}"
+            )
+        if value and (timeout is None or value / 1e6 < timeout):
+            timeout = value / 1e6
+    if timeout is None:
+        return None
+    return asyncio.get_running_loop().time() + timeout

@@ -1,6 +1,8 @@
-"""The transport-independent form of one inference request and its result.
+"""The transport-independent form of one inference request and its response.
 
-Decoded once at the edge (server/grpc/codec.py) into numpy arrays; the core never sees protobuf.
+A frontend decodes its wire format into an InferenceRequest once (numpy arrays, parameters as
+plain values, shared memory named but not yet read) and encodes the InferenceResponse once; the
+core never sees protobuf or HTTP.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from server.shared_memory import OutputPlacement
+from server.shared_memory import OutputPlacement, RegionRef, SharedInput
 
 
 @dataclass(slots=True)
@@ -22,17 +24,28 @@ class InferenceRequest:
     requested_outputs: tuple[str, ...] | None = None
     id: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
-    # Rows in the batch dimension; set by validation (1 for unbatched models).
-    batch_size: int = 1
-    # Monotonic deadline on the event loop's clock, or None.
-    deadline: float | None = None
+    # Which frontend took it ("grpc", "http"), and when (time.monotonic()): for the outcome report.
+    protocol: str = "grpc"
+    arrival: float = 0.0
+    # Inputs that name a shared memory region instead of carrying bytes; the data plane reads
+    # them into `inputs` before validation. None: none.
+    shared_inputs: dict[str, SharedInput] | None = None
     # Outputs to write into shared memory instead of the response, by name; None: none.
+    output_regions: dict[str, RegionRef] | None = None
+    # Set by the data plane: rows in the batch dimension (1 for unbatched models), the deadline
+    # on the event loop's monotonic clock, and the resolved output regions.
+    batch_size: int = 1
+    deadline: float | None = None
     output_placements: dict[str, OutputPlacement] | None = None
 
 
 @dataclass(slots=True)
-class InferenceResult:
+class InferenceResponse:
     model_name: str
     model_version: str
+    id: str
+    # In the order the client asked for, or the model's order.
     outputs: dict[str, np.ndarray]
-    id: str = ""
+    # Outputs written into shared memory (still listed in `outputs` for their datatype and
+    # shape): where, and how many bytes were written.
+    placed: dict[str, tuple[OutputPlacement, int]] | None = None

@@ -2,20 +2,30 @@
 
 A client creates a POSIX shared memory object, registers a byte range of it under a name, and
 then names that region instead of sending a tensor's bytes. Only objects directly in /dev/shm
-are accepted, so a client cannot make the server map any other file. Inputs are copied out when
-a request is decoded (a later write by the client cannot change a queued request); outputs are
-written in after inference. Everything here runs on the event loop thread.
+are accepted, so a client cannot make the server map any other file. The data plane copies
+inputs out before a request is validated (a later write by the client cannot change a queued
+request) and writes outputs in after inference. Everything here runs on the event loop thread.
 """
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from server import tensors
+from server.datatypes import Datatype
 from server.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+
+if TYPE_CHECKING:  # inference.py imports this module for its field types
+    from server.inference import InferenceRequest, InferenceResponse
 
 SHM_DIRECTORY = Path("/dev/shm")
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -57,6 +67,24 @@ class Region:
                 f"got offset {offset} and byte size {size}"
             )
         return self._start + offset
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRef:
+    """A byte range of a registered region as a request names it; resolved by `locate`."""
+
+    name: str
+    offset: int
+    byte_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SharedInput:
+    """An input tensor whose bytes are in a region: its datatype and shape, and where."""
+
+    datatype: Datatype
+    shape: tuple[int, ...]
+    ref: RegionRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +158,58 @@ class SharedMemoryRegistry:
             raise NotFoundError(f"{where}: unknown shared memory region '{name}'")
         return region
 
+    def resolve(self, request: InferenceRequest) -> None:
+        """Reads the request's shared memory inputs into `inputs` and checks where its outputs
+        go, so that a bad region fails the request before it is queued."""
+        model = request.model_name
+        if request.shared_inputs:
+            for name, tensor in request.shared_inputs.items():
+                where = f"model '{model}': input '{name}'"
+                request.inputs[name] = self.read_input(where, tensor)
+        if request.output_regions:
+            request.output_placements = {
+                name: self.locate(ref, f"model '{model}': output '{name}'")
+                for name, ref in request.output_regions.items()
+            }
+
+    @staticmethod
+    def write_outputs(response: InferenceResponse, placements: dict[str, OutputPlacement]) -> None:
+        """Writes the outputs that have a placement into their regions, and says so in
+        response.placed (how many bytes each took)."""
+        placed = {}
+        for name, placement in placements.items():
+            array = response.outputs.get(name)
+            if array is None:
+                continue
+            if array.dtype.kind in "OSU":
+                data: bytes | memoryview = tensors.encode_bytes(array)
+            else:
+                data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+            placement.write(data, f"model '{response.model_name}': output '{name}'")
+            placed[name] = (placement, len(data))
+        response.placed = placed
+
+    def locate(self, ref: RegionRef, where: str) -> OutputPlacement:
+        """Where an output goes, checked against the region's bounds before the request runs."""
+        region = self.get(ref.name, where)
+        region.check(ref.offset, ref.byte_size, where)
+        return OutputPlacement(region, ref.offset, ref.byte_size)
+
+    def read_input(self, where: str, tensor: SharedInput) -> np.ndarray:
+        """A copy of an input's bytes (the client may reuse the region once the request is
+        decoded), checked against its datatype and shape."""
+        ref = tensor.ref
+        region = self.get(ref.name, where)
+        data = region.read(ref.offset, ref.byte_size, where)
+        if tensor.datatype.name != "BYTES":
+            expected = math.prod(tensor.shape) * tensor.datatype.itemsize
+            if ref.byte_size != expected:
+                raise InvalidArgumentError(
+                    f"{where}: shared_memory_byte_size is {ref.byte_size}, expected {expected} "
+                    f"for shape {list(tensor.shape)} of {tensor.datatype.name}"
+                )
+        return tensors.from_raw(where, tensor.datatype, tensor.shape, data)
+
     def status(self, name: str = "") -> list[Region]:
         """Every region, or the one named (NotFoundError if it is not registered)."""
         if not name:
@@ -156,3 +236,26 @@ class SharedMemoryRegistry:
                 f"a single name in {self.directory}"
             )
         return self.directory / base
+
+
+def region_ref(where: str, parameters: Mapping[str, Any]) -> RegionRef:
+    """The region a tensor's parameters name, read as Triton reads them: shared_memory_region
+    (a string), shared_memory_byte_size (required) and shared_memory_offset (default 0)."""
+    name = parameters["shared_memory_region"]
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"{where}: 'shared_memory_region' must be a string")
+    values = []
+    for key, required in (("shared_memory_offset", False), ("shared_memory_byte_size", True)):
+        value = parameters.get(key)
+        if value is None:
+            if required:
+                raise InvalidArgumentError(
+                    f"{where}: '{key}' must be given along with 'shared_memory_region'"
+                )
+            values.append(0)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgumentError(f"{where}: '{key}' must be a non-negative integer")
+        values.append(value)
+    offset, size = values
+    return RegionRef(name, offset, size)

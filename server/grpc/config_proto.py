@@ -1,12 +1,14 @@
-"""Our ModelConfig as Triton's ModelConfig message, which tritonclient and perf_analyzer read."""
+"""Our ModelConfig as Triton's ModelConfig message, which tritonclient and perf_analyzer read,
+and the model metadata as the protocol's ModelMetadataResponse."""
 
 from __future__ import annotations
 
 from server import datatypes
+from server.dataplane import ModelMetadata
+from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.generated import model_config_pb2 as mc
-from server.model_config import ModelConfig
+from server.model_config import PLATFORM, ModelConfig
 
-PLATFORM = "onnxruntime_onnx"
 _KINDS = {
     "auto": mc.ModelInstanceGroup.KIND_AUTO,
     "cpu": mc.ModelInstanceGroup.KIND_CPU,
@@ -95,3 +97,14 @@ def to_proto(config: ModelConfig) -> mc.ModelConfig:
             else:
                 data.zero_data = True
     return message
+
+
+def metadata_to_proto(metadata: ModelMetadata) -> pb.ModelMetadataResponse:
+    tensor = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=metadata.name,
+        versions=metadata.versions,
+        platform=metadata.platform,
+        inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.inputs],
+        outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.outputs],
+    )

@@ -13,7 +13,6 @@ _CODES: dict[type[errors.InferenceServerError], grpc.StatusCode] = {
     errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
     errors.ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
-    errors.CancelledError: grpc.StatusCode.CANCELLED,
     errors.UnimplementedError: grpc.StatusCode.UNIMPLEMENTED,
     errors.InternalError: grpc.StatusCode.INTERNAL,
 }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,13 +19,11 @@ from typing import Any
 import grpc
 
 from server.dataplane import DataPlane
-from server.errors import InferenceServerError, InternalError
+from server.errors import InferenceServerError
 from server.grpc import codec
 from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.status import code_for
 from server.inference import InferenceRequest
-
-log = logging.getLogger(__name__)
 
 # Requests read from one stream and not yet answered. At the limit the stream stops reading, and
 # HTTP/2 flow control pushes back on a client that sends faster than it reads responses.
@@ -92,22 +89,23 @@ async def _read(
                 raw = await requests.__anext__()
             except StopAsyncIteration:
                 break
-            start = time.monotonic()
+            arrival = time.monotonic()
             try:
                 message = codec.parse_infer_request(raw)
             except InferenceServerError as error:
-                _count_failure(dataplane, "", "", error, start)
+                dataplane.reject(error, arrival=arrival)
                 responses.put_nowait(_error_response(error))
                 continue
             try:
-                request = _decode(message, loop, dataplane)
+                request = codec.decode_request(message)
             except InferenceServerError as error:
-                _count_failure(dataplane, message.model_name, message.model_version, error, start)
+                dataplane.reject(error, message.model_name, message.model_version, arrival)
                 responses.put_nowait(
                     _error_response(error, message.model_name, message.model_version, message.id)
                 )
                 continue
-            task = loop.create_task(_answer(dataplane, request, responses, start))
+            request.arrival = arrival
+            task = loop.create_task(_answer(dataplane, request, responses))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         # The client has finished sending: answer what is in flight, then end the stream.
@@ -117,62 +115,19 @@ async def _read(
         responses.put_nowait(None)
 
 
-def _decode(
-    message: pb.ModelInferRequest, loop: asyncio.AbstractEventLoop, dataplane: DataPlane
-) -> InferenceRequest:
-    request = codec.decode_request(message, dataplane.shared_memory)
-    parameters = request.parameters
-    if parameters:
-        timeout = codec.timeout_seconds(parameters, request.model_name)
-        if timeout is not None:
-            request.deadline = loop.time() + timeout
-    return request
-
-
 async def _answer(
-    dataplane: DataPlane,
-    request: InferenceRequest,
-    responses: asyncio.Queue[bytes | None],
-    start: float,
+    dataplane: DataPlane, request: InferenceRequest, responses: asyncio.Queue[bytes | None]
 ) -> None:
+    # The data plane counts the outcome; a failure is answered in-band and the stream stays.
     try:
-        model, outputs = await dataplane.infer(request)
-        response = codec.encode_response(
-            model.name, model.version_str, request.id, outputs, request.output_placements
-        )
-        message = pb.ModelStreamInferResponse(infer_response=response)
-        responses.put_nowait(message.SerializeToString())
-        seconds = time.monotonic() - start
-        dataplane.statistics.on_request(model.name, model.version_str, "OK", seconds)
+        response = await dataplane.infer(request)
     except InferenceServerError as error:
-        _count_failure(dataplane, request.model_name, request.model_version, error, start)
         responses.put_nowait(
             _error_response(error, request.model_name, request.model_version, request.id)
         )
-    except asyncio.CancelledError:  # the client went away
-        _count_failure(dataplane, request.model_name, request.model_version, None, start)
-        raise
-    except Exception as error:  # our own fault: answer it in-band, keep the stream
-        log.exception("model '%s': stream request failed", request.model_name)
-        internal = InternalError(f"internal error: {error!r}")
-        _count_failure(dataplane, request.model_name, request.model_version, internal, start)
-        responses.put_nowait(
-            _error_response(internal, request.model_name, request.model_version, request.id)
-        )
-
-
-def _count_failure(
-    dataplane: DataPlane,
-    name: str,
-    version: str,
-    error: InferenceServerError | None,
-    start: float,
-) -> None:
-    """Counts a failed request for the statistics and /metrics, as unary ModelInfer does;
-    error None means the client went away."""
-    code = code_for(error).name if error is not None else grpc.StatusCode.CANCELLED.name
-    name, version = dataplane.request_labels(name, version)
-    dataplane.statistics.on_request(name, version, code, time.monotonic() - start)
+        return
+    message = pb.ModelStreamInferResponse(infer_response=codec.encode_response(response))
+    responses.put_nowait(message.SerializeToString())
 
 
 def _error_response(

@@ -18,11 +18,10 @@ from google.protobuf.message import Message
 from server import datatypes
 from server.errors import ConfigError
 from server.grpc.generated import model_config_pb2 as mc
-from server.model_config import MODEL_FILE, ModelConfig, parse_config_dict
+from server.model_config import MODEL_FILE, PLATFORM, ModelConfig, parse_config_dict
 from server.repository.configs import ForeignFormat
 
 TRITON_CONFIG_FILE = "config.pbtxt"
-PLATFORM = "onnxruntime_onnx"
 
 # Field paths (message field names joined by '.', without indices) that are converted. A path
 # names a whole subtree; any other field that is set is reported.

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.onnx"
+# The one platform served, as Triton names it (model metadata, config, config.pbtxt).
+PLATFORM = "onnxruntime_onnx"
 # max_batch_size given to a model whose every input and output has a dynamic first dimension.
 DEFAULT_MAX_BATCH_SIZE = 8
 

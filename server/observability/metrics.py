@@ -118,8 +118,9 @@ def build_registry(snapshot: Callable[[], MetricsSnapshot]) -> CollectorRegistry
 def families(snapshot: MetricsSnapshot) -> list[Metric]:
     requests = CounterMetricFamily(
         "onnxserve_requests",
-        "Inference requests by outcome: code is OK or the gRPC status code name.",
-        labels=(*LABELS, "code"),
+        "Inference requests by outcome and frontend: code is OK or the status name (gRPC's "
+        "names, whichever protocol carried the request); protocol is grpc or http.",
+        labels=(*LABELS, "code", "protocol"),
     )
     inferences = CounterMetricFamily(
         "onnxserve_inferences",
@@ -134,8 +135,8 @@ def families(snapshot: MetricsSnapshot) -> list[Metric]:
     histograms = [HistogramMetricFamily(name, text, labels=LABELS) for name, text, _ in HISTOGRAMS]
     for stats in snapshot.statistics:
         labels = (stats.name, stats.version)
-        for code, count in sorted(stats.outcomes.items()):
-            requests.add_metric((*labels, code), count)
+        for (code, protocol), count in sorted(stats.outcomes.items()):
+            requests.add_metric((*labels, code, protocol), count)
         if not stats.version:
             continue  # requests that named no served version never execute
         inferences.add_metric(labels, stats.inference_count)

@@ -1,6 +1,6 @@
 """Per model version counters and timings: what ModelStatistics and /metrics both report.
 
-Two feeds, both on the event loop: the frontend reports each request's outcome (on_request), and
+Two feeds, both on the event loop: the data plane reports each request's outcome (on_request), and
 the scheduler reports executions and finished requests (the SchedulerObserver methods). With one
 writer thread, plain integer adds need no lock; readers copy on the loop (VersionStatistics.copy).
 """
@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 NS_PER_SECOND = 1_000_000_000
 OK = "OK"
+# The frontends whose requests are counted apart in /metrics (ModelStatistics adds them up).
+PROTOCOLS = ("grpc", "http")
 
 # Seconds, from 50 us (small tabular models) to a minute (large models on CPU).
 DURATION_BUCKETS = (
@@ -105,8 +107,10 @@ class VersionStatistics:
         self.last_inference_ms = 0
         self.inference_count = 0  # rows of successful executions
         self.execution_count = 0
-        # gRPC status code name -> requests; OK starts at 0 so rates have a series from the start.
-        self.outcomes: dict[str, int] = {OK: 0} if version else {}
+        # (status name, protocol) -> requests; OK starts at 0 so rates have a series from the start.
+        self.outcomes: dict[tuple[str, str], int] = (
+            {(OK, protocol): 0 for protocol in PROTOCOLS} if version else {}
+        )
         # Per request, as Triton counts them: each request of a batch gets the batch's times.
         self.success = Duration()
         self.fail = Duration()
@@ -126,10 +130,11 @@ class VersionStatistics:
 
     # --- the frontend -------------------------------------------------------------------
 
-    def on_request(self, code: str, seconds: float) -> None:
-        """One request answered with this gRPC status code, `seconds` after it arrived."""
+    def on_request(self, code: str, seconds: float, protocol: str = "grpc") -> None:
+        """One request answered with this status, `seconds` after it arrived over `protocol`."""
         self.last_inference_ms = time.time_ns() // 1_000_000
-        self.outcomes[code] = self.outcomes.get(code, 0) + 1
+        key = (code, protocol)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
         if code == OK:
             self.success.add(int(seconds * NS_PER_SECOND))
             self.request_seconds.observe(seconds)
@@ -251,12 +256,14 @@ class Statistics:
         """The manager's observer_factory: what a loaded version's scheduler reports to."""
         return self.version(name, str(version))
 
-    def on_request(self, model: str, version: str, code: str, seconds: float) -> None:
-        """The frontend's outcome hook; labels must name what the repository knows."""
+    def on_request(
+        self, model: str, version: str, code: str, seconds: float, protocol: str = "grpc"
+    ) -> None:
+        """The data plane's outcome hook; labels must name what the repository knows."""
         stats = self._versions.get((model, version))
         if stats is None:
             stats = self.version(model, version)
-        stats.on_request(code, seconds)
+        stats.on_request(code, seconds, protocol)
 
     def forget(self, name: str, version: int) -> None:
         """The manager's on_released: the version is gone, so are its series (a reload of the

@@ -137,7 +137,7 @@ def test_metric_series_follow_the_version_through_reload_and_unload(
 
     ok = (
         "onnxserve_requests_total",
-        frozenset({("model", "counted"), ("version", "1"), ("code", "OK")}),
+        frozenset({("model", "counted"), ("version", "1"), ("code", "OK"), ("protocol", "grpc")}),
     )
     client.load_model("counted")
     client.infer("counted", add_sub_inputs())

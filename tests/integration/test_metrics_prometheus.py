@@ -224,18 +224,25 @@ def traffic(server: ServerProcess, prometheus: Prometheus) -> None:
 
 def test_requests_by_outcome_code(prometheus: Prometheus, traffic: None) -> None:
     assert prometheus.query("onnxserve_requests_total") == {
-        labels(model="batched", version="1", code="OK"): 4,
-        labels(model="plain", version="1", code="OK"): 3,
-        labels(model="plain", version="1", code="INVALID_ARGUMENT"): 2,
-        labels(model="", version="", code="INVALID_ARGUMENT"): 1,  # did not parse
-        labels(model="", version="", code="NOT_FOUND"): 1,  # unknown names are not labels
-        labels(model="plain", version="", code="NOT_FOUND"): 1,
-        labels(model="broken", version="", code="UNAVAILABLE"): 1,
-        labels(model="reshape", version="1", code="OK"): 1,
-        labels(model="reshape", version="1", code="INTERNAL"): 1,
-        labels(model="slow", version="1", code="OK"): 2,
-        labels(model="slow", version="1", code="DEADLINE_EXCEEDED"): 1,
-        labels(model="slow", version="1", code="RESOURCE_EXHAUSTED"): 1,
+        labels(model="batched", version="1", code="OK", protocol="grpc"): 4,
+        labels(model="plain", version="1", code="OK", protocol="grpc"): 3,
+        labels(model="plain", version="1", code="INVALID_ARGUMENT", protocol="grpc"): 2,
+        labels(model="", version="", code="INVALID_ARGUMENT", protocol="grpc"): 1,  # did not parse
+        labels(
+            model="", version="", code="NOT_FOUND", protocol="grpc"
+        ): 1,  # unknown names are not labels
+        labels(model="plain", version="", code="NOT_FOUND", protocol="grpc"): 1,
+        labels(model="broken", version="", code="UNAVAILABLE", protocol="grpc"): 1,
+        labels(model="reshape", version="1", code="OK", protocol="grpc"): 1,
+        labels(model="reshape", version="1", code="INTERNAL", protocol="grpc"): 1,
+        labels(model="slow", version="1", code="OK", protocol="grpc"): 2,
+        labels(model="slow", version="1", code="DEADLINE_EXCEEDED", protocol="grpc"): 1,
+        labels(model="slow", version="1", code="RESOURCE_EXHAUSTED", protocol="grpc"): 1,
+        # Each served version's OK series of the other protocol starts at 0.
+        **{
+            labels(model=m, version="1", code="OK", protocol="http"): 0
+            for m in ("batched", "plain", "reshape", "slow")
+        },
     }
 
 

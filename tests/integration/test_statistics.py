@@ -115,8 +115,13 @@ def test_stream_requests_are_counted(client, server: ServerProcess, traffic) -> 
     assert int(s["inference_stats"]["fail"]["count"]) == 1
     samples = scrape(server.metrics_port)
     labels = {"model": "streamed", "version": "1"}
-    assert value(samples, "onnxserve_requests_total", code="OK", **labels) == 2
-    assert value(samples, "onnxserve_requests_total", code="INVALID_ARGUMENT", **labels) == 1
+    assert value(samples, "onnxserve_requests_total", code="OK", protocol="grpc", **labels) == 2
+    assert (
+        value(
+            samples, "onnxserve_requests_total", code="INVALID_ARGUMENT", protocol="grpc", **labels
+        )
+        == 1
+    )
 
 
 def test_unknown_and_unavailable_models(client, traffic: tuple[int, int]) -> None:
@@ -131,7 +136,7 @@ def test_statistics_agree_with_metrics(client, server: ServerProcess, traffic) -
         (s,) = client.get_inference_statistics(model, as_json=True)["model_stats"]
         infer = s["inference_stats"]
         labels = {"model": model, "version": "1"}
-        ok = value(samples, "onnxserve_requests_total", code="OK", **labels)
+        ok = value(samples, "onnxserve_requests_total", code="OK", protocol="grpc", **labels)
         assert ok == int(infer["success"]["count"])
         failed = sum(
             v

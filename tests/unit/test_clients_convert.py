@@ -13,6 +13,7 @@ from server import datatypes
 from server.grpc import codec
 from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.generated import model_config_pb2 as mc
+from server.inference import InferenceResponse
 
 
 def sample(name: str) -> np.ndarray:
@@ -37,7 +38,8 @@ def test_request_decodes_on_the_server_as_sent(name: str) -> None:
 @pytest.mark.parametrize("name", datatypes.NAMES)
 def test_server_response_decodes_on_the_client(name: str) -> None:
     array = sample(name)
-    response = codec.encode_response("m", "1", "r", {"y": array, "z": np.zeros((0, 2), np.int8)})
+    outputs = {"y": array, "z": np.zeros((0, 2), np.int8)}
+    response = codec.encode_response(InferenceResponse("m", "1", "r", outputs))
     outputs = infer_outputs(pb.ModelInferResponse.FromString(response.SerializeToString()))
     assert list(outputs) == ["y", "z"]
     assert outputs["y"].dtype == array.dtype
@@ -98,7 +100,9 @@ def test_to_dict_keeps_ints_enums_and_maps() -> None:
 
 def test_stream_results_and_request_timeout() -> None:
     ok = pb.ModelStreamInferResponse(
-        infer_response=codec.encode_response("m", "2", "a", {"y": np.ones((1,), np.float32)})
+        infer_response=codec.encode_response(
+            InferenceResponse("m", "2", "a", {"y": np.ones((1,), np.float32)})
+        )
     )
     result = stream_result(ok)
     assert (result.id, result.model, result.version, result.error) == ("a", "m", "2", None)

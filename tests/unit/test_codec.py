@@ -8,10 +8,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from server import datatypes
+from server import datatypes, tensors
 from server.errors import InvalidArgumentError
 from server.grpc import codec
 from server.grpc.generated import grpc_service_pb2 as pb
+from server.inference import InferenceResponse
+from server.shared_memory import RegionRef, SharedInput
 
 Tensor = pb.ModelInferRequest.InferInputTensor
 
@@ -140,7 +142,7 @@ def test_raw_bytes_framing_errors(raw: bytes, shape: list[int], match: str) -> N
 
 def test_encode_bytes_prefixes_each_element() -> None:
     array = np.array([["", "é"], [b"\x00", b""]], dtype=object)
-    assert codec.encode_bytes(array) == lengths_prefixed(b"", "é".encode(), b"\x00", b"")
+    assert tensors.encode_bytes(array) == lengths_prefixed(b"", "é".encode(), b"\x00", b"")
 
 
 # --- sizes: checked with Python integers before anything is allocated ----------------------
@@ -228,7 +230,6 @@ def test_decode_request_reads_names_versions_outputs_and_parameters() -> None:
     assert (request.model_name, request.model_version, request.id) == ("m", "3", "req-1")
     assert request.requested_outputs == ("Y", "X")
     assert request.parameters == {"timeout": 2500, "tag": "t"}
-    assert codec.timeout_seconds(request.parameters, "m") == pytest.approx(0.0025)
     np.testing.assert_array_equal(request.inputs["A"], [[5, -6]])
 
 
@@ -253,20 +254,22 @@ def test_input_given_twice() -> None:
     assert_invalid("input 'A' is given twice", codec.decode_request, message)
 
 
-def test_shared_memory_is_refused() -> None:
-    tensor = Tensor(name="A", datatype="FP32", shape=[1])
+def test_shared_memory_inputs_are_named_not_read() -> None:
+    tensor = Tensor(name="A", datatype="FP32", shape=[2])
     tensor.parameters["shared_memory_region"].string_param = "r"
-    message = infer_request(inputs=[tensor], raw_input_contents=[b"\x00" * 4])
-    assert_invalid("input 'A': shared memory is not supported", codec.decode_request, message)
-
-
-@pytest.mark.parametrize("value", [-1, "10", True])
-def test_timeout_must_be_non_negative_microseconds(value: object) -> None:
-    assert_invalid("parameter 'timeout'", codec.timeout_seconds, {"timeout": value}, "m")
-
-
-def test_timeout_zero_means_none() -> None:
-    assert codec.timeout_seconds({"timeout": 0}, "m") is None
+    tensor.parameters["shared_memory_byte_size"].int64_param = 8
+    tensor.parameters["shared_memory_offset"].uint64_param = 16
+    request = codec.decode_request(infer_request(inputs=[tensor]))
+    assert request.inputs == {}
+    assert request.shared_inputs == {
+        "A": SharedInput(datatypes.BY_NAME["FP32"], (2,), RegionRef("r", 16, 8))
+    }
+    tensor.parameters["shared_memory_byte_size"].string_param = "8"
+    assert_invalid(
+        "input 'A': 'shared_memory_byte_size' must be a non-negative integer",
+        codec.decode_request,
+        infer_request(inputs=[tensor]),
+    )
 
 
 # --- responses -----------------------------------------------------------------------------
@@ -278,7 +281,7 @@ def test_encode_response_sends_raw_outputs_in_order() -> None:
         "A": np.array([[1.5, -2.0]], np.float16),
         "S": np.array([["ab", ""]], dtype=object),
     }
-    response = codec.encode_response("m", "2", "id-9", outputs)
+    response = codec.encode_response(InferenceResponse("m", "2", "id-9", outputs))
     assert (response.model_name, response.model_version, response.id) == ("m", "2", "id-9")
     assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
         ("B", "BOOL", [1, 2]),

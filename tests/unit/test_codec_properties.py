@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server import datatypes
+from server import tensors as raw_tensors
 from server.errors import InvalidArgumentError
 from server.grpc import codec
 from server.grpc.generated import grpc_service_pb2 as pb
@@ -98,7 +99,7 @@ def assert_exact(message: pb.ModelInferRequest, inputs: dict[str, np.ndarray]) -
         assert array.dtype == datatype.numpy
         if raws:
             if datatype.name == "BYTES":
-                assert codec.encode_bytes(array) == raws[i]
+                assert raw_tensors.encode_bytes(array) == raws[i]
             else:
                 assert array.tobytes() == raws[i]
             continue

@@ -26,7 +26,7 @@ def snapshot() -> MetricsSnapshot:
     run_batch(stats, [1], ExecutionTimes(1, 1, 0.0001, 0.002, 0.0002))
     for _ in range(3):
         statistics.on_request("m", "2", "OK", 0.004)
-    statistics.on_request("m", "2", "INVALID_ARGUMENT", 0.0001)
+    statistics.on_request("m", "2", "INVALID_ARGUMENT", 0.0001, "http")
     statistics.on_request("", "", "NOT_FOUND", 0.0001)
     return MetricsSnapshot(
         statistics=statistics.copy(),
@@ -55,9 +55,11 @@ def get(samples: dict, name: str, **labels: str) -> float:
 
 def test_counters(samples: dict) -> None:
     m2 = {"model": "m", "version": "2"}
-    assert get(samples, "onnxserve_requests_total", code="OK", **m2) == 3
-    assert get(samples, "onnxserve_requests_total", code="INVALID_ARGUMENT", **m2) == 1
-    unknown = {"model": "", "version": "", "code": "NOT_FOUND"}
+    requests = "onnxserve_requests_total"
+    assert get(samples, requests, code="OK", protocol="grpc", **m2) == 3
+    assert get(samples, requests, code="OK", protocol="http", **m2) == 0
+    assert get(samples, requests, code="INVALID_ARGUMENT", protocol="http", **m2) == 1
+    unknown = {"model": "", "version": "", "code": "NOT_FOUND", "protocol": "grpc"}
     assert get(samples, "onnxserve_requests_total", **unknown) == 1
     assert get(samples, "onnxserve_inferences_total", **m2) == 5
     assert get(samples, "onnxserve_executions_total", **m2) == 2

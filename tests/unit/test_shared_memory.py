@@ -1,5 +1,5 @@
 """The shared memory registry on files in a temporary directory standing in for /dev/shm, and
-the codec reading inputs from and writing outputs to its regions."""
+requests decoded by the codec reading inputs from and writing outputs to its regions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from server.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from server.grpc import codec
 from server.grpc.generated import grpc_service_pb2 as pb
+from server.inference import InferenceRequest, InferenceResponse
 from server.shared_memory import SharedMemoryRegistry
 
 Tensor = pb.ModelInferRequest.InferInputTensor
@@ -43,6 +44,13 @@ def in_region(tensor: Tensor, region: str, size: int, offset: int = 0) -> Tensor
     if offset:
         tensor.parameters["shared_memory_offset"].int64_param = offset
     return tensor
+
+
+def resolved(message: pb.ModelInferRequest, registry: SharedMemoryRegistry) -> InferenceRequest:
+    """The request as the data plane hands it on: decoded, then its regions read and located."""
+    request = codec.decode_request(message)
+    registry.resolve(request)
+    return request
 
 
 def test_register_maps_a_range_at_any_offset(shm_dir: Path, registry) -> None:
@@ -130,7 +138,7 @@ def test_decode_reads_inputs_from_regions_beside_raw_ones(shm_dir: Path, registr
         ],
         raw_input_contents=[y.tobytes()],  # one raw buffer: X is in shared memory
     )
-    request = codec.decode_request(message, registry)
+    request = resolved(message, registry)
     np.testing.assert_array_equal(request.inputs["X"], x)
     np.testing.assert_array_equal(request.inputs["Y"], y)
     registry.get("r", "").write(4, b"\0" * 16, "")  # the client reuses the region
@@ -143,7 +151,7 @@ def test_decode_refuses_bad_shared_memory_inputs(shm_dir: Path, registry) -> Non
     def decode(tensor: Tensor, raw: list[bytes] | None = None):
         message = pb.ModelInferRequest(model_name="m", inputs=[tensor])
         message.raw_input_contents.extend(raw or [])
-        return codec.decode_request(message, registry)
+        return resolved(message, registry)
 
     with pytest.raises(InvalidArgumentError, match="shared_memory_byte_size is 12, expected 16"):
         decode(in_region(Tensor(name="X", datatype="FP32", shape=[4]), "r", 12))
@@ -171,9 +179,12 @@ def test_encode_writes_placed_outputs_and_keeps_raw_contents_aligned(
         model_name="m",
         outputs=[Requested(name="A"), in_region(Requested(name="B"), "out", 24, offset=8)],
     )
-    placements = codec.decode_request(message, registry).output_placements
+    placements = resolved(message, registry).output_placements
+    assert placements is not None
     a, b = np.ones(2, np.float32), np.arange(6, dtype=np.int32).reshape(2, 3)
-    response = codec.encode_response("m", "1", "", {"A": a, "B": b}, placements)
+    answer = InferenceResponse("m", "1", "", {"A": a, "B": b})
+    registry.write_outputs(answer, placements)
+    response = codec.encode_response(answer)
     assert list(response.raw_output_contents) == [a.tobytes(), b""]
     assert (shm_dir / "obj").read_bytes()[8:32] == b.tobytes()
     params = response.outputs[1].parameters
@@ -184,4 +195,6 @@ def test_encode_writes_placed_outputs_and_keeps_raw_contents_aligned(
     with pytest.raises(
         InvalidArgumentError, match="output 'B': the output is 28 bytes, .* was given 24"
     ):
-        codec.encode_response("m", "1", "", {"B": np.zeros(7, np.int32)}, placements)
+        registry.write_outputs(
+            InferenceResponse("m", "1", "", {"B": np.zeros(7, np.int32)}), placements
+        )

@@ -70,11 +70,12 @@ def test_a_failed_request_adds_no_success_times() -> None:
 
 def test_outcomes_split_success_and_failure() -> None:
     stats = VersionStatistics("m", "1")
-    assert stats.outcomes == {"OK": 0}  # the OK series exists before the first request
+    # The OK series of each protocol exists before the first request.
+    assert stats.outcomes == {("OK", "grpc"): 0, ("OK", "http"): 0}
     stats.on_request("OK", 0.25)
-    stats.on_request("OK", 0.5)
+    stats.on_request("OK", 0.5, "http")
     stats.on_request("INVALID_ARGUMENT", 0.001)
-    assert stats.outcomes == {"OK": 2, "INVALID_ARGUMENT": 1}
+    assert stats.outcomes == {("OK", "grpc"): 1, ("OK", "http"): 1, ("INVALID_ARGUMENT", "grpc"): 1}
     assert (stats.success.count, stats.success.ns) == (2, 750_000_000)
     assert (stats.fail.count, stats.fail.ns) == (1, 1_000_000)
     assert stats.request_seconds.count == 2  # successes only
@@ -87,9 +88,9 @@ def test_the_registry_keeps_one_accumulator_per_version() -> None:
     assert statistics.observer("m", 1) is observer  # a reload keeps counting on it
     statistics.on_request("m", "1", "OK", 0.1)
     statistics.on_request("", "", "NOT_FOUND", 0.1)
-    assert observer.outcomes == {"OK": 1}
+    assert observer.outcomes == {("OK", "grpc"): 1, ("OK", "http"): 0}
     unknown = statistics.get("", "")
-    assert unknown is not None and unknown.outcomes == {"NOT_FOUND": 1}
+    assert unknown is not None and unknown.outcomes == {("NOT_FOUND", "grpc"): 1}
 
 
 def test_a_copy_does_not_change_with_the_original() -> None:
@@ -100,7 +101,7 @@ def test_a_copy_does_not_change_with_the_original() -> None:
     run_batch(stats, [4], ExecutionTimes(4, 1, 0.001, 0.001, 0.001))
     stats.on_request("INTERNAL", 0.01)
     assert (copy.execution_count, copy.inference_count) == (1, 1)
-    assert copy.outcomes == {"OK": 1}
+    assert copy.outcomes == {("OK", "grpc"): 1, ("OK", "http"): 0}
     assert list(copy.batches) == [1]
     assert copy.batch_rows.count == 1 and copy.queue.count == 1 and copy.fail.count == 0
 
