@@ -13,4 +13,4 @@ if ! docker image inspect "$IMAGE:latest" >/dev/null 2>&1; then
   bash deploy/docker/build-image.sh onnxserve-base:bookworm "$IMAGE" \
     "$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)"
 fi
-IMAGE="$IMAGE:latest" "$PYTHON" -m pytest -q -p no:cacheprovider deploy/image_test
+IMAGE="$IMAGE:latest" "$PYTHON" -m pytest -q -s -p no:cacheprovider deploy/image_test

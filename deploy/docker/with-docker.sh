@@ -34,6 +34,7 @@ stop_daemon() {
   if [ -n "$started" ]; then
     kill -TERM "$started" 2>/dev/null || true
     wait "$started" 2>/dev/null || true
+    rm -f "$log"
     echo "with-docker: stopped dockerd (pid $started)" >&2
   fi
 }
