@@ -30,9 +30,11 @@ COPY --from=build /opt/onnxserve /opt/onnxserve
 # KServe's entrypoint (deploy/kserve/): serves /mnt/models, a repository or a single model.
 COPY deploy/docker/onnxserve-kserve /opt/onnxserve/bin/
 # .pyc files were written at install time: a read-only root filesystem cannot take new ones.
+# onnxruntime's telemetry off: no outbound upload and no device-id file on a read-only root.
 ENV PATH=/opt/onnxserve/bin:/usr/local/bin:/usr/bin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    ORT_DISABLE_TELEMETRY=1
 # A numeric user, so that Kubernetes can check runAsNonRoot without a runAsUser.
 USER 10001:10001
 WORKDIR /tmp

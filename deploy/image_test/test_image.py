@@ -136,6 +136,7 @@ def test_ready_within_the_target_then_exact_inference(started, tmp_path) -> None
     assert health(address, "liveness") == health_pb2.HealthCheckResponse.SERVING
     logs = started[-1].logs()
     assert "serving 2 model(s): image, tabular; server ready" in logs
+    assert "telemetry" not in logs  # ORT_DISABLE_TELEMETRY is set in the image
 
 
 def test_non_root_read_only_metrics_and_http(started, tmp_path) -> None:
