@@ -1,11 +1,14 @@
 # Two entry points: `make run` serves model_repository/ on localhost:8001, `make test` runs the suite.
 # Both build .venv with the pinned dependencies from pyproject.toml on first use.
+# `make run` polls the repository, so a model folder copied in is served without a restart;
+# `make run MODEL_CONTROL_MODE=none` loads the models once and never rescans.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
+MODEL_CONTROL_MODE ?= poll
 
 .PHONY: run test lint protos examples bench clean
 
@@ -16,7 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/onnxserve serve --model-repository model_repository --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+	$(BIN)/onnxserve serve --model-repository model_repository --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+		--model-control-mode $(MODEL_CONTROL_MODE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

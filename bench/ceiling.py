@@ -30,7 +30,7 @@ class CeilingResult:
 def measure(model_dir: Path, batches: list[int], seconds: float) -> list[CeilingResult]:
     config = load_model_config(model_dir)
     model_file = model_dir / "1" / MODEL_FILE
-    instances, _ = backend.create_instances(model_file, config, str(model_file))
+    instances, _ = backend.create_instances(model_file, config)
     instance = instances[0]
     threads = backend.session_options(config.session, config.instance_group.count)
     outputs = [t.name for t in config.outputs]

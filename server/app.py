@@ -7,11 +7,13 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+from server.cache import LocalStore, ResponseCache, Store
 from server.dataplane import DataPlane
+from server.grpc.config_proto import TRITON_FORMAT
 from server.grpc.server import build_grpc_server
 from server.grpc.tls import TlsFiles
-from server.grpc.triton_config import TRITON_FORMAT
 from server.observability.http import MetricsServer, on_loop, start_metrics_server
 from server.observability.metrics import build_registry, take_snapshot
 from server.observability.statistics import Statistics
@@ -45,17 +47,26 @@ class Settings:
     repository_poll_secs: float = 5.0
     load_models: tuple[str, ...] = ()  # explicit mode: loaded at start; "*" loads all
     model_load_threads: int = 4  # models loading side by side at start (Triton's default)
+    # The response cache (docs/response-cache.md): "" off, "local", or a redis:// URL.
+    cache: str = ""
+    cache_size: int = 256 * 1024 * 1024  # local: bytes held, keys and values counted
+    cache_ttl: float = 0.0  # redis: seconds an entry lives; 0: until Redis evicts it
+    cache_timeout_ms: float = 50.0  # redis: bound on each call; past it the request just runs
+    cache_password_file: Path | None = None
+    cache_tls_ca: Path | None = None
 
 
 class InferenceServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.statistics = Statistics(slow_seconds=settings.log_slow_ms / 1000)
+        self.cache = ResponseCache(_cache_store(settings), self.statistics.observer)
         self.manager = ModelRepositoryManager(
             settings.model_repository,
             observer_factory=self.statistics.observer,
             on_released=self.statistics.forget,
             configs=ConfigSource(TRITON_FORMAT),
+            response_cache=self.cache,
         )
         self.control = RepositoryControl(
             self.manager,
@@ -90,6 +101,8 @@ class InferenceServer:
             self.settings.host, self.settings.metrics_port, build_registry(snapshot)
         )
         log.info("metrics listening on %s:%d", self.settings.host, self._metrics.port)
+        if self.cache.store is not None:
+            log.info("response cache: %s", _describe_cache(self.settings))
         await self.control.start()
         self.dataplane.finish_startup(self.manager.model_names())
         ready = sorted({m.name for m in self.manager.served_versions()})
@@ -101,17 +114,55 @@ class InferenceServer:
         )
 
     async def shutdown(self) -> None:
-        """Stop accepting -> finish in-flight and queued requests (bounded) -> release models."""
+        """Stop accepting -> finish in-flight and queued requests -> release models.
+
+        One --shutdown-timeout bounds the whole drain: each step gets what the earlier ones
+        left of it, so requests still running at the deadline are cancelled rather than
+        granted the timeout a second time.
+        """
         timeout = self.settings.shutdown_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        def remaining() -> float:
+            return max(0.0, deadline - loop.time())
+
         log.info("shutting down: finishing in-flight requests (up to %.0fs)", timeout)
         self.dataplane.stop_accepting()
         await self.control.close()  # no poll starts a load from here on
-        await self._grpc.stop(grace=timeout)
-        await self.manager.close(timeout)
+        await self._grpc.stop(grace=remaining())
+        await self.manager.close(remaining())
+        await self.cache.close()
         self.dataplane.shared_memory.close()  # no request is left to read or write a region
         if self._metrics is not None:
             self._metrics.stop()
         log.info("shutdown complete")
+
+
+def _cache_store(settings: Settings) -> Store | None:
+    if not settings.cache:
+        return None
+    if settings.cache == "local":
+        return LocalStore(settings.cache_size)
+    from server.cache.redis_store import RedisStore  # imports redis only when it is used
+
+    return RedisStore(
+        settings.cache,
+        settings.cache_timeout_ms / 1000,
+        settings.cache_ttl,
+        settings.cache_password_file,
+        settings.cache_tls_ca,
+    )
+
+
+def _describe_cache(settings: Settings) -> str:
+    if settings.cache == "local":
+        return f"local, up to {settings.cache_size} bytes"
+    url = urlsplit(settings.cache)
+    if url.password:  # never log a password given in the URL
+        url = url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@"))
+    ttl = f"entries live {settings.cache_ttl:g}s" if settings.cache_ttl else "no TTL"
+    return f"{urlunsplit(url)}, {ttl}, {settings.cache_timeout_ms:g} ms per call"
 
 
 def _tls_files(settings: Settings) -> TlsFiles | None:

@@ -70,6 +70,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         " start has a ready version; false: ready once the start-up load has finished",
     )
     _lifecycle_arguments(p)
+    _cache_arguments(p)
 
 
 def _yes_no(text: str) -> bool:
@@ -121,6 +122,63 @@ def _lifecycle_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _cache_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache",
+        default="",
+        metavar="local|redis://HOST:PORT/DB",
+        help="response cache for models with response_cache {enable: true}: local (in this"
+        " process) or a Redis URL (redis://, rediss:// for TLS, user:password@ allowed) shared"
+        " by replicas; default: none, and such models fail to load",
+    )
+    p.add_argument(
+        "--cache-size",
+        type=_byte_size,
+        default=256 * 1024 * 1024,
+        metavar="BYTES",
+        help="local cache: bytes held, keys and values counted (suffixes K, M, G; default 256M)",
+    )
+    p.add_argument(
+        "--cache-ttl",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Redis cache: seconds an entry lives (default 0: until Redis evicts it)",
+    )
+    p.add_argument(
+        "--cache-timeout-ms",
+        type=float,
+        default=50.0,
+        help="Redis cache: bound on each call; a slower one is skipped and the request runs"
+        " (default 50)",
+    )
+    p.add_argument(
+        "--cache-password-file", type=Path, help="Redis cache: file holding the password"
+    )
+    p.add_argument("--cache-tls-ca", type=Path, help="Redis cache (rediss://): PEM CA bundle")
+
+
+def _byte_size(text: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    scale = units.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, got {text!r}")
+    return int(digits) * scale
+
+
+def _cache_problem(args: argparse.Namespace) -> str | None:
+    cache = args.cache
+    redis = cache.startswith(("redis://", "rediss://", "unix://"))
+    if cache and cache != "local" and not redis:
+        return f"--cache: expected local or a redis://, rediss:// or unix:// URL, got {cache!r}"
+    if not redis and (args.cache_ttl or args.cache_password_file or args.cache_tls_ca):
+        return "--cache-ttl, --cache-password-file and --cache-tls-ca need --cache redis://..."
+    if args.cache_ttl < 0 or not args.cache_timeout_ms > 0:
+        return "--cache-ttl must be 0 or more and --cache-timeout-ms more than 0"
+    return None
+
+
 def _check_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check",
@@ -134,7 +192,7 @@ def _run_check(args: argparse.Namespace) -> int:
     # Problems are printed; warnings (e.g. a provider this machine lacks) go to stderr.
     configure_logging("WARNING", "text")
     from server.check import check_repository
-    from server.grpc.triton_config import TRITON_FORMAT
+    from server.grpc.config_proto import TRITON_FORMAT
     from server.repository.configs import ConfigSource
 
     problems = check_repository(args.model_repository, ConfigSource(TRITON_FORMAT), sys.stdout)
@@ -144,7 +202,7 @@ def _run_check(args: argparse.Namespace) -> int:
 def _run_serve(args: argparse.Namespace) -> int:
     from server.app import Settings, serve
 
-    problem = _tls_problem(args) or _lifecycle_problem(args)
+    problem = _tls_problem(args) or _lifecycle_problem(args) or _cache_problem(args)
     if problem:
         print(f"onnxserve serve: {problem}", file=sys.stderr)
         return 2
@@ -165,6 +223,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         repository_poll_secs=args.repository_poll_secs,
         load_models=tuple(args.load_model),
         model_load_threads=args.model_load_thread_count,
+        cache=args.cache,
+        cache_size=args.cache_size,
+        cache_ttl=args.cache_ttl,
+        cache_timeout_ms=args.cache_timeout_ms,
+        cache_password_file=args.cache_password_file,
+        cache_tls_ca=args.cache_tls_ca,
     )
     try:
         asyncio.run(serve(settings))

@@ -59,12 +59,12 @@ class OrtInstance:
     def run(self, output_names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._run(list(output_names), feeds, self._options)
 
+    def terminate(self) -> None:
+        """Makes a run in progress (and any later one) fail at its next node: unload only."""
+        self._options.terminate = True
 
-def available_providers() -> list[str]:
-    return ort.get_available_providers()
 
-
-def choose_providers(config: ModelConfig, source: str) -> list[tuple[str, dict[str, str]]]:
+def choose_providers(config: ModelConfig) -> list[tuple[str, dict[str, str]]]:
     """The configured providers that this onnxruntime build has, in order; CPU is always last."""
     available = set(ort.get_available_providers())
     chosen: list[tuple[str, dict[str, str]]] = []
@@ -121,11 +121,9 @@ def _use_shared_arena(options: ort.SessionOptions) -> None:
     options.add_session_config_entry("session.use_env_allocators", "1")
 
 
-def create_instances(
-    model_file: Path, config: ModelConfig, source: str
-) -> tuple[list[OrtInstance], list[str]]:
+def create_instances(model_file: Path, config: ModelConfig) -> tuple[list[OrtInstance], list[str]]:
     """Builds instance_group.count sessions; returns them and the providers ORT actually uses."""
-    providers = choose_providers(config, source)
+    providers = choose_providers(config)
     names = [name for name, _ in providers]
     opts = [_provider_options(name, o, config.session) for name, o in providers]
     count = config.instance_group.count

@@ -1,5 +1,6 @@
 """Our ModelConfig as Triton's ModelConfig message, which tritonclient and perf_analyzer read,
-and the model metadata as the protocol's ModelMetadataResponse."""
+the model metadata as the protocol's ModelMetadataResponse, and config.pbtxt read through the
+generated message (server/model_config/pbtxt.py) for app and cli as TRITON_FORMAT."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from server.dataplane import ModelMetadata
 from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.generated import model_config_pb2 as mc
 from server.model_config import PLATFORM, ModelConfig
+from server.model_config.pbtxt import TRITON_CONFIG_FILE, TritonConfigReader
+from server.repository.configs import ForeignFormat
 
+# Triton's config.pbtxt read through the generated message, handed to the core by app and cli.
+_READER = TritonConfigReader(mc.ModelConfig)
+TRITON_FORMAT = ForeignFormat(TRITON_CONFIG_FILE, _READER.load, _READER.parse_json)
 _KINDS = {
     "auto": mc.ModelInstanceGroup.KIND_AUTO,
     "cpu": mc.ModelInstanceGroup.KIND_CPU,
@@ -52,6 +58,8 @@ def to_proto(config: ModelConfig) -> mc.ModelConfig:
             k: mc.ModelParameter(string_value=str(v)) for k, v in config.parameters.items()
         },
     )
+    if config.response_cache.enable:
+        message.response_cache.enable = True
     policy = config.version_policy
     if policy.all:
         message.version_policy.all.SetInParent()

@@ -12,6 +12,7 @@ one line per problem.
   checks.py      the checks that span several keys, run after parsing and after completion
   completion.py  complete_config: filling in and checking against the model's signature
   dump.py        config_to_dict and dump_yaml, back to config.yaml's layout
+  pbtxt.py       Triton's config.pbtxt (or its JSON) read into the same ModelConfig
 """
 
 from server.errors import ConfigError
@@ -29,6 +30,7 @@ from server.model_config.types import (
     InstanceGroup,
     ModelConfig,
     ModelSignature,
+    ResponseCacheConfig,
     SessionConfig,
     TensorConfig,
     TensorSignature,
@@ -49,6 +51,7 @@ __all__ = [
     "InstanceGroup",
     "ModelConfig",
     "ModelSignature",
+    "ResponseCacheConfig",
     "SessionConfig",
     "TensorConfig",
     "TensorSignature",

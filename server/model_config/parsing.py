@@ -28,6 +28,7 @@ from server.model_config.types import (
     ExecutionProvider,
     InstanceGroup,
     ModelConfig,
+    ResponseCacheConfig,
     SessionConfig,
     TensorConfig,
     VersionPolicy,
@@ -128,6 +129,9 @@ def _build(document: config_schema.ConfigDocument, name: str) -> ModelConfig:
         version_policy=_version_policy(document.version_policy),
         model_warmup=tuple(_warmup(w) for w in document.model_warmup),
         parameters=dict(document.parameters),
+        response_cache=ResponseCacheConfig(
+            **document.response_cache.model_dump(exclude_unset=True)
+        ),
     )
 
 

@@ -195,6 +195,10 @@ class WarmupSchema(_Schema):
     inputs: list[WarmupInputSchema] = []
 
 
+class ResponseCacheSchema(_Schema):
+    enable: Bool = False
+
+
 class ConfigDocument(_Schema):
     null_means_empty: ClassVar[frozenset[str]] = frozenset({"dynamic_batching"})
 
@@ -210,6 +214,7 @@ class ConfigDocument(_Schema):
     version_policy: VersionPolicySchema | None = None
     model_warmup: list[WarmupSchema] = []
     parameters: StringMap = {}
+    response_cache: ResponseCacheSchema = ResponseCacheSchema()
 
 
 def validate_document(data: Mapping[str, Any], source: str) -> ConfigDocument:

@@ -81,6 +81,13 @@ class Warmup:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseCacheConfig:
+    # Answer repeated identical requests from the server's response cache (--cache); the
+    # model's outputs must depend on its inputs alone. Triton's name for the key.
+    enable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     name: str
     backend: str = "onnxruntime"
@@ -94,6 +101,7 @@ class ModelConfig:
     version_policy: VersionPolicy = VersionPolicy()
     model_warmup: tuple[Warmup, ...] = ()
     parameters: Mapping[str, str] = field(default_factory=dict)
+    response_cache: ResponseCacheConfig = ResponseCacheConfig()
 
     @property
     def batched(self) -> bool:

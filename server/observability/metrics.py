@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from server.cache import CacheCounters
 from server.observability.statistics import Buckets, Statistics, VersionStatistics
 from server.repository.manager import ModelRepositoryManager
 from server.repository.states import ModelState
@@ -66,6 +67,7 @@ class MetricsSnapshot:
     statistics: list[VersionStatistics]
     queues: list[tuple[str, str, int, int]]  # model, version, queued requests, executions
     states: list[tuple[str, str, str]]  # model, version ("" if none could be read), state
+    cache: CacheCounters | None = None  # the response cache's store, if the manager has one
 
 
 def take_snapshot(statistics: Statistics, manager: ModelRepositoryManager) -> MetricsSnapshot:
@@ -86,6 +88,7 @@ def take_snapshot(statistics: Statistics, manager: ModelRepositoryManager) -> Me
             (s.name, "" if s.version is None else str(s.version), s.state.value)
             for s in manager.index()
         ],
+        cache=manager.response_cache.counters(),
     )
 
 
@@ -176,7 +179,57 @@ def families(snapshot: MetricsSnapshot) -> list[Metric]:
         in_flight,
         state,
         loaded,
+        *cache_families(snapshot),
     ]
+
+
+def cache_families(snapshot: MetricsSnapshot) -> list[Metric]:
+    """Hits and misses per version (as ModelStatistics counts them) and the store's own counts."""
+    hits = CounterMetricFamily(
+        "onnxserve_cache_hits",
+        "Requests answered from the response cache (no queue, no execution).",
+        labels=LABELS,
+    )
+    misses = CounterMetricFamily(
+        "onnxserve_cache_misses",
+        "Requests to a cached model not answered from the cache: they ran, and were stored.",
+        labels=LABELS,
+    )
+    for stats in snapshot.statistics:
+        if stats.version:
+            hits.add_metric((stats.name, stats.version), stats.cache_hit.count)
+            misses.add_metric((stats.name, stats.version), stats.cache_miss.count)
+    found: list[Metric] = [hits, misses]
+    counters = snapshot.cache
+    if counters is None:
+        return found
+    label = (counters.kind,)
+    errors = CounterMetricFamily(
+        "onnxserve_cache_errors",
+        "Response cache calls that failed or timed out (the request ran without the cache).",
+        labels=("cache",),
+    )
+    errors.add_metric(label, counters.errors)
+    found.append(errors)
+    if counters.bytes is not None:  # only a local cache knows what it holds
+        held = GaugeMetricFamily(
+            "onnxserve_cache_bytes",
+            "Bytes held by the local response cache (keys and values).",
+            labels=("cache",),
+        )
+        held.add_metric(label, counters.bytes)
+        entries = GaugeMetricFamily(
+            "onnxserve_cache_entries", "Responses held by the local cache.", labels=("cache",)
+        )
+        entries.add_metric(label, counters.entries or 0)
+        evictions = CounterMetricFamily(
+            "onnxserve_cache_evictions",
+            "Responses evicted from the local cache to make room (least recently used first).",
+            labels=("cache",),
+        )
+        evictions.add_metric(label, counters.evictions or 0)
+        found += [held, entries, evictions]
+    return found
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: tuple[str, str], data: Buckets) -> None:

@@ -118,6 +118,10 @@ class VersionStatistics:
         self.compute_input = Duration()
         self.compute_infer = Duration()
         self.compute_output = Duration()
+        # Response cache lookups (and decoding) that answered, and lookups plus stores that did
+        # not; a hit also counts as a success, but never as a queue wait, execution or inference.
+        self.cache_hit = Duration()
+        self.cache_miss = Duration()
         self.batches: dict[int, BatchTimes] = {}
         self.request_seconds = Buckets(DURATION_BUCKETS)  # successful requests, end to end
         self.queue_seconds = Buckets(DURATION_BUCKETS)  # successful requests
@@ -140,6 +144,14 @@ class VersionStatistics:
             self.request_seconds.observe(seconds)
         else:
             self.fail.add(int(seconds * NS_PER_SECOND))
+
+    # --- the response cache (CacheObserver) --------------------------------------------
+
+    def on_cache_hit(self, seconds: float) -> None:
+        self.cache_hit.add(int(seconds * NS_PER_SECOND))
+
+    def on_cache_miss(self, seconds: float) -> None:
+        self.cache_miss.add(int(seconds * NS_PER_SECOND))
 
     # --- the scheduler (SchedulerObserver) ----------------------------------------------
 
@@ -227,7 +239,16 @@ class VersionStatistics:
         return other
 
 
-_DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+_DURATIONS = (
+    "success",
+    "fail",
+    "queue",
+    "compute_input",
+    "compute_infer",
+    "compute_output",
+    "cache_hit",
+    "cache_miss",
+)
 _HISTOGRAMS = (
     "request_seconds",
     "queue_seconds",

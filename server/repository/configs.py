@@ -1,8 +1,8 @@
 """Where a model's config comes from: its folder, or a load request's override.
 
-config.yaml is read by server/model_config/. Another format (Triton's config.pbtxt, whose
-parser lives with the generated protobuf messages in the gRPC frontend) is handed in by the
-entry points as a ForeignFormat, so the core never imports the frontend.
+config.yaml is read by server/model_config/. Another format (Triton's config.pbtxt, read by
+server/model_config/pbtxt.py through the generated message class of the gRPC frontend) is
+handed in by the entry points as a ForeignFormat, so the core never imports the frontend.
 """
 
 from __future__ import annotations

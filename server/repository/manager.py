@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.cache import ResponseCache
 from server.errors import ConfigError, NotFoundError, UnavailableError
 from server.model import ModelVersion, load_sessions
 from server.model_config import ModelConfig, VersionPolicy
@@ -58,6 +59,7 @@ class ModelRepositoryManager:
         unload_timeout: float = 30.0,
         configs: ConfigSource | None = None,
         on_released: Callable[[str, int], None] | None = None,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.repository = repository
         self.configs = configs or ConfigSource()  # config.yaml, plus config.pbtxt when given
@@ -65,6 +67,8 @@ class ModelRepositoryManager:
         # Told when a version is gone for good (not replaced by a reload of the same version).
         self._on_released = on_released or (lambda name, version: None)
         self._unload_timeout = unload_timeout
+        # Without a store it still refuses models that ask for the cache.
+        self.response_cache = response_cache or ResponseCache()
         self._models: dict[str, _ModelEntry] = {}
         # One load or unload at a time per model keeps swaps simple; models load independently.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -259,12 +263,14 @@ class ModelRepositoryManager:
                 if overridden
                 else self.configs.describe(model_dir)
             )
+            self.response_cache.check(config, origin)
             loaded = await asyncio.to_thread(load_sessions, model_dir, version, config, origin)
         except ConfigError as error:
             return self._fail(entry, name, version, str(error))
         except Exception as error:  # never let one model stop the others
             return self._fail(entry, name, version, f"unexpected error while loading: {error!r}")
-        model = ModelVersion(version, loaded, self._observer_factory(name, version))
+        cache = self.response_cache.for_version(loaded.config, version, loaded.fingerprint)
+        model = ModelVersion(version, loaded, self._observer_factory(name, version), cache)
         model.start()
         # The swap: from here on every lookup gets the new version; nothing awaits in between.
         old = entry.served.get(version)

@@ -80,7 +80,7 @@ class RepositoryPoller:
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 settling = await self.poll_once()

@@ -141,14 +141,18 @@ class Scheduler:
         """Stops taking requests, lets queued and running ones finish, then releases threads."""
         self._closing = True
         self._wake()
+        loop = asyncio.get_running_loop()
+        # One timeout for both waits: the queue's and the running batches'.
+        deadline = None if timeout is None else loop.time() + timeout
         if self._loop_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._loop_task), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._loop_task.cancel()
                 self._fail_queued(UnavailableError(f"model '{self.model}' was unloaded"))
         if self._executing:
-            await asyncio.wait(set(self._executing), timeout=timeout)
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            await asyncio.wait(set(self._executing), timeout=left)
         for thread in self._threads.values():
             thread.stop()
 

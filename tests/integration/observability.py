@@ -43,7 +43,27 @@ def wait_for_metric(
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"{name}{labels} stayed {seen}, expected {expected}")
-        time.sleep(0.02)
+        time.sleep(0.02)  # pacing the poll of /metrics
+
+
+def held(metrics_port: int, model: str, version: str = "1") -> tuple[int, int]:
+    """(queued, running) requests of one model version, from the server's gauges."""
+    samples = scrape(metrics_port)
+    queued = value(samples, "onnxserve_queue_depth", model=model, version=version)
+    running = value(samples, "onnxserve_executions_in_flight", model=model, version=version)
+    assert queued is not None and running is not None, f"{model}: its gauges are missing"
+    return int(queued), int(running)
+
+
+def wait_held(
+    metrics_port: int, model: str, queued: int, running: int = 1, timeout: float = 30.0
+) -> None:
+    """Waits until the server holds exactly `queued` waiting and `running` executing requests
+    of the model: the server's own view, which no client-side deadline can fake."""
+    deadline = time.monotonic() + timeout
+    while (seen := held(metrics_port, model)) != (queued, running):
+        assert time.monotonic() < deadline, f"{model}: held {seen}, expected {(queued, running)}"
+        time.sleep(0.01)  # pacing the poll of /metrics
 
 
 def build_reshape(repo: Path, name: str = "reshape") -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from tests.harness import ServerProcess
+from tests.integration import observability
 from tests.models import (
     SLOW_MICROSECONDS_PER_ITERATION,
     build_double,
@@ -118,16 +119,15 @@ def build_gather(repo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    start_module_server: Callable[..., ServerProcess], tmp_path_factory: pytest.TempPathFactory
+) -> ServerProcess:
     repo = tmp_path_factory.mktemp("batching_repository")
     build_double(repo, config={"instance_group": {"count": 2}})
     build_busy(repo, "busy", {"max_queue_delay_microseconds": 0})
     build_busy(repo, "busy_small_queue", {"max_queue_size": 2}, max_batch_size=1)
     build_gather(repo)
-    process = ServerProcess(repo, log_dir=tmp_path_factory.mktemp("batching_logs"))
-    process.start()
-    yield process
-    process.stop()
+    return start_module_server(repo)
 
 
 def infer_input(name: str, array: np.ndarray) -> InferInput:
@@ -160,7 +160,7 @@ def test_concurrent_requests_of_mixed_sizes_get_their_own_rows(server: ServerPro
         values = np.arange(rows * width, dtype=np.float32).reshape(rows, width) + rid * 1000
         ids = np.full((rows, 1), rid, dtype=np.int64)
         requested = [InferRequestedOutput(n) for n in outputs] if outputs else None
-        await asyncio.sleep(rng.random() * 0.02)
+        await asyncio.sleep(rng.random() * 0.02)  # pacing: spreads the arrivals over batches
         result = await client.infer(
             "double",
             [infer_input("INPUT0", values), infer_input("ID", ids)],
@@ -192,22 +192,31 @@ async def expect_error(request: Awaitable[object], code: str) -> str:
     return caught.value.message()
 
 
+async def wait_held(server: ServerProcess, model: str, queued: int, running: int = 1) -> None:
+    await asyncio.to_thread(observability.wait_held, server.metrics_port, model, queued, running)
+
+
 def test_queued_requests_are_dropped_on_deadline_timeout_or_cancel(server: ServerProcess) -> None:
+    # Each drop is seen in the server's own queue gauge while the first request still runs
+    # (running stays 1), so neither the client's deadline nor a finished run can satisfy it.
     async def scenario(client) -> None:
         def send(milliseconds: float = 0.0, **kwargs) -> asyncio.Future:
             return asyncio.ensure_future(client.infer("busy", busy_input(milliseconds), **kwargs))
 
-        first = send(LONG_MS)
-        await asyncio.sleep(0.3)  # the first request is running now
-        by_grpc_deadline = send(client_timeout=0.2)
-        by_parameter = send(timeout=200_000)
+        first = send(1.5 * LONG_MS)  # long enough for the five waits below
+        await wait_held(server, "busy", queued=0)
         cancelled = send()
-        await asyncio.sleep(0.1)
+        await wait_held(server, "busy", queued=1)
         cancelled.cancel()
-        last = send()
+        await wait_held(server, "busy", queued=0)
+        by_grpc_deadline = send(client_timeout=0.3)
         await expect_error(by_grpc_deadline, "DEADLINE_EXCEEDED")
+        await wait_held(server, "busy", queued=0)
+        by_parameter = send(timeout=200_000)
         message = await expect_error(by_parameter, "DEADLINE_EXCEEDED")
         assert "timed out after waiting in the queue" in message  # the server's answer
+        await wait_held(server, "busy", queued=0)
+        last = send()
         assert (await first).as_numpy("ROWS").tolist() == [[1]]
         # Had any of the three stayed queued, it would have shared the last one's batch.
         assert (await last).as_numpy("ROWS").tolist() == [[1]]
@@ -221,7 +230,7 @@ def test_full_queue_answers_resource_exhausted(server: ServerProcess) -> None:
             return asyncio.ensure_future(client.infer("busy_small_queue", busy_input(milliseconds)))
 
         first = send(LONG_MS)
-        await asyncio.sleep(0.3)  # running
+        await wait_held(server, "busy_small_queue", queued=0)
         burst = [send(float(n)) for n in range(6)]
         outcomes = await asyncio.gather(first, *burst, return_exceptions=True)
         refused = [o for o in outcomes if isinstance(o, InferenceServerException)]
@@ -240,6 +249,7 @@ def test_full_queue_answers_resource_exhausted(server: ServerProcess) -> None:
     run(server, scenario)
 
 
+@pytest.mark.server_errors(r"model 'gather': a batch of 1 request\(s\) failed")
 def test_runtime_failure_answers_internal_and_the_server_keeps_serving(
     server: ServerProcess,
 ) -> None:

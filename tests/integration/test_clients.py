@@ -20,6 +20,10 @@ from tests.models import build_add_constant, build_double, build_identity, build
 MODELS = ["double", "identity_bytes", "slow", "spare", "versioned"]
 
 
+# Shutdown (--shutdown-timeout 1) stops a slow run a test left behind.
+pytestmark = pytest.mark.server_errors("Exiting due to terminate flag")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, start_module_server) -> ServerProcess:
     repo = tmp_path_factory.mktemp("clients-repo")
@@ -230,7 +234,7 @@ def test_async_stream_infer_iterates_results(server: ServerProcess) -> None:
     async def requests():
         for i in range(20):
             yield StreamRequest("double", double_inputs([float(i)], i), id=str(i))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # pacing: a yield between requests, the stream stays open
 
     async def main() -> dict[str, list]:
         async with AsyncInferenceServerClient(server.address) as client:

@@ -29,7 +29,7 @@ def issue(
     """Writes <name>.pem and <name>.key: a CA when issuer is None, else a leaf it signs."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -103,7 +103,7 @@ def wait_ready(server: ServerProcess, certs: Path) -> None:
             except InferenceServerError:
                 pass
             assert server.process is not None and server.process.poll() is None, server.logs()
-            time.sleep(0.1)
+            time.sleep(0.1)  # pacing the readiness poll
     raise TimeoutError("TLS server not ready")
 
 

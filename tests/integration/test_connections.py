@@ -1,13 +1,14 @@
 """Connections that misbehave, and messages over the size limit, against the real server.
 
 200 idle HTTP/2 connections, 32 clients stalled halfway through sending a request and 32 that
-never read a large response must not slow a normal client noticeably; a message over
---max-message-bytes is refused with RESOURCE_EXHAUSTED and the server goes on.
+never read a large response must not keep a normal client from being served exactly, nor hold
+memory once they are gone; a message over --max-message-bytes is refused with
+RESOURCE_EXHAUSTED and the server goes on. (How much they slow a client is the bench's
+question, not a test's.)
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from server.grpc.generated import grpc_service_pb2 as pb
 from server.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from tests import models
 from tests.harness import ServerProcess
+from tests.integration import observability
 from tests.integration.h2raw import RawConnection, grpc_message
 from tests.integration.hostile import assert_outputs, double_request, memory_kib, server_pid
 
@@ -64,27 +66,28 @@ def expand_request(model: str, value: float) -> pb.ModelInferRequest:
     return pb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=[raw])
 
 
-def median_latency(address: str, runs: int = 40) -> float:
-    """A normal client on a fresh connection: median seconds per small request, all exact."""
+def normal_client(address: str, runs: int = 40) -> None:
+    """A normal client on a fresh connection: every small request answered exactly."""
     rng = np.random.default_rng(runs)
-    times = []
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         for _ in range(runs):
             request, expected = double_request(rng, 2)
-            start = time.monotonic()
-            response = stub.ModelInfer(request, timeout=30)
-            times.append(time.monotonic() - start)
-            assert_outputs(response, expected)
-    return statistics.median(times[runs // 4 :])  # the first calls include connecting
+            assert_outputs(stub.ModelInfer(request, timeout=30), expected)
 
 
-def test_idle_stalled_and_unread_connections_do_not_slow_a_normal_client(
+def executions(server: ServerProcess, model: str) -> float:
+    samples = observability.scrape(server.metrics_port)
+    found = observability.value(samples, "onnxserve_executions_total", model=model, version="1")
+    return found or 0.0
+
+
+def test_idle_stalled_and_unread_connections_do_not_keep_a_normal_client_waiting(
     server: ServerProcess,
 ) -> None:
-    median_latency(server.address, 10)  # warm the server up
-    before = median_latency(server.address)
+    normal_client(server.address, 10)  # the server's first requests are behind it
     rss_before = memory_kib(server_pid(server))["VmRSS"]
+    expanded = executions(server, "expand")
     rng = np.random.default_rng(1)
     opened: list[RawConnection] = []
     try:
@@ -103,9 +106,13 @@ def test_idle_stalled_and_unread_connections_do_not_slow_a_normal_client(
             unread.send_data(
                 grpc_message(expand_request("expand", i).SerializeToString()), end=True
             )
-        time.sleep(1.0)  # the server has answered the unread ones as far as flow control lets it
+        # The server has run every unread one and holds its response (flow control).
+        deadline = time.monotonic() + 30
+        while executions(server, "expand") < expanded + 32:
+            assert time.monotonic() < deadline, "the unread requests did not all run"
+            time.sleep(0.02)  # pacing the poll of /metrics
 
-        during = median_latency(server.address)
+        normal_client(server.address)
         with grpc.insecure_channel(server.address, options=CLIENT_OPTIONS) as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             response = stub.ModelInfer(expand_request("expand", 2.5), timeout=30)
@@ -116,15 +123,13 @@ def test_idle_stalled_and_unread_connections_do_not_slow_a_normal_client(
         for connection in opened:
             connection.close()
 
-    time.sleep(1.0)  # the server notices the closed connections and drops their calls
-    rss_after = memory_kib(server_pid(server))["VmRSS"]
-    mib = [rss_before // 1024, rss_during // 1024, rss_after // 1024]
-    print(f"latency {before * 1000:.1f} -> {during * 1000:.1f} ms; RSS {mib} MiB")
-    assert during < before * 3 + 0.010, f"{before * 1000:.1f} ms -> {during * 1000:.1f} ms"
-    # What the unread responses held is released once their clients are gone.
-    assert (rss_after - rss_before) / 1024 < 32, f"RSS before, during, after: {mib} MiB"
-    after = median_latency(server.address, 10)
-    assert after < before * 3 + 0.010
+    # What the unread responses held is released once the server sees their clients gone.
+    deadline = time.monotonic() + 30
+    while (rss_after := memory_kib(server_pid(server))["VmRSS"]) - rss_before >= 32 * 1024:
+        mib = [rss_before // 1024, rss_during // 1024, rss_after // 1024]
+        assert time.monotonic() < deadline, f"RSS before, during, after: {mib} MiB"
+        time.sleep(0.1)  # pacing the poll of the server's memory
+    normal_client(server.address, 10)
 
 
 def test_a_request_over_the_limit_is_refused_and_the_server_goes_on(

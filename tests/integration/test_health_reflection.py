@@ -19,6 +19,10 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+# The repository holds a broken model on purpose.
+pytestmark = pytest.mark.server_errors("failed to load: .*INVALID_PROTOBUF")
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory):
     repo = tmp_path_factory.mktemp("repo")

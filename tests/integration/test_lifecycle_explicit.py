@@ -36,9 +36,11 @@ dynamic_batching { max_queue_delay_microseconds: 500 }
 """
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("explicit")
+# Each test loads, unloads or rewrites models: each gets its own repository and server, so
+# that any order or subset of the tests passes.
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "explicit"
     repository = root / "models"
     build_versioned(repository, versions=(1,))
     build_add_constant(repository, "swapped", addend=0.0)
@@ -55,9 +57,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repository
 
 
-@pytest.fixture(scope="module")
-def server(start_module_server: Callable[..., ServerProcess], repo: Path) -> ServerProcess:
-    return start_module_server(
+@pytest.fixture
+def server(start_server: Callable[..., ServerProcess], repo: Path) -> ServerProcess:
+    return start_server(
         repo, "--model-control-mode", "explicit", "--load-model", "versioned",
         "--load-model", "swapped",
     )  # fmt: skip
@@ -195,6 +197,7 @@ def test_names_outside_the_repository_are_refused(
     assert not any(n == "outside" for n, _ in index(client))
 
 
+@pytest.mark.server_errors(r"model 'versioned' version 1: failed to load: .*INVALID_PROTOBUF")
 def test_a_failed_load_reports_and_keeps_the_old_version(
     client: triton.InferenceServerClient, repo: Path
 ) -> None:
@@ -237,7 +240,7 @@ def test_reloads_and_a_new_version_under_load_fail_no_request(
     try:
         deadline = time.monotonic() + 30
         while not all(seen) and not errors and time.monotonic() < deadline:
-            time.sleep(0.01)  # every stream is under way before the first reload
+            time.sleep(0.01)  # pacing the wait until every stream is under way
         for generation in range(1, RELOADS + 1):
             build_add_constant(repo, "swapped", 1, addend=float(generation))
             client.load_model("swapped")

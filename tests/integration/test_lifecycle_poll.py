@@ -26,18 +26,24 @@ POLL_SECONDS = 0.5
 WAIT_SECONDS = 60.0  # generous: two scans plus a load, on a busy 2-core machine
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repository = tmp_path_factory.mktemp("poll") / "models"
+# The tests break models on purpose.
+pytestmark = pytest.mark.server_errors("failed to load: .*INVALID_PROTOBUF")
+
+
+# Each test changes the repository (and so the server's state): each gets its own, so that any
+# order or subset of the tests passes.
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repository = tmp_path / "models"
     build_double(repository)
     build_versioned(repository, versions=(1,))
     write_broken_model(repository, "broken_at_start")
     return repository
 
 
-@pytest.fixture(scope="module")
-def server(start_module_server: Callable[..., ServerProcess], repo: Path) -> ServerProcess:
-    return start_module_server(
+@pytest.fixture
+def server(start_server: Callable[..., ServerProcess], repo: Path) -> ServerProcess:
+    return start_server(
         repo, "--model-control-mode", "poll", "--repository-poll-secs", str(POLL_SECONDS)
     )
 
@@ -52,7 +58,7 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {WAIT_SECONDS}s: {what}")
-        time.sleep(0.1)
+        time.sleep(0.1)  # pacing the poll
 
 
 def add_one(client: triton.InferenceServerClient, name: str, version: str = "") -> float:
@@ -91,7 +97,7 @@ def test_a_broken_model_at_start_leaves_the_others_serving_until_fixed(
 def test_a_folder_copied_in_serves_and_a_removed_one_is_gone(
     client: triton.InferenceServerClient, repo: Path, tmp_path: Path
 ) -> None:
-    staged = build_add_constant(tmp_path, "copied", addend=3.0)
+    staged = build_add_constant(tmp_path / "staging", "copied", addend=3.0)
     shutil.copytree(staged, repo / "copied")
     wait_for(lambda: client.is_model_ready("copied"), "the copied model serves")
     assert add_one(client, "copied") == 3.0

@@ -42,6 +42,12 @@ scrape_configs:
 """
 
 
+# A broken model and a model that fails at run time, on purpose.
+pytestmark = pytest.mark.server_errors(
+    "failed to load: .*INVALID_PROTOBUF", "model 'reshape': a batch of 1 request\\(s\\) failed"
+)
+
+
 def _prometheus_binary() -> str:
     binary = shutil.which("prometheus")
     if binary is None:
@@ -94,7 +100,7 @@ class Prometheus:
             except OSError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.1)
+                time.sleep(0.1)  # pacing the readiness poll
 
     def query(self, expression: str) -> dict[frozenset[tuple[str, str]], float]:
         """An instant query; each series keyed by its labels without __name__, job and instance."""
@@ -119,7 +125,7 @@ class Prometheus:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"no successful scrape after {moment}: {seen}")
-            time.sleep(0.2)
+            time.sleep(0.2)  # pacing the poll of the stored scrapes
 
     def stop(self) -> None:
         self.process.terminate()

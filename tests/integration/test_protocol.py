@@ -222,8 +222,3 @@ def test_rpcs_not_offered_answer_unimplemented(stub: Stub, rpc: str, request_mes
     error = rpc_error(getattr(stub, rpc), request_message, timeout=TIMEOUT)
     assert error.code() is grpc.StatusCode.UNIMPLEMENTED
     assert error.details() == f"{rpc} is not implemented by this server"
-
-
-def test_no_error_left_a_traceback(server: ServerProcess, stub: Stub) -> None:
-    assert stub.ServerLive(pb.ServerLiveRequest(), timeout=TIMEOUT).live
-    assert "Traceback" not in server.logs()

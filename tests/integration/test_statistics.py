@@ -14,6 +14,9 @@ from tests.harness import ServerProcess
 from tests.integration.observability import double_inputs, expect_error, scrape, value
 from tests.models import build_double, write_broken_model
 
+# The repository holds a broken model on purpose.
+pytestmark = pytest.mark.server_errors("failed to load: .*INVALID_PROTOBUF")
+
 
 @pytest.fixture(scope="module")
 def server(start_module_server, tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:

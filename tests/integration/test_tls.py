@@ -61,7 +61,7 @@ def make_ca(
     folder: Path, name: str
 ) -> tuple[Identity, x509.Certificate, ec.EllipticCurvePrivateKey]:  # noqa: E501
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(name))
@@ -85,7 +85,7 @@ def make_leaf(
 ) -> Identity:
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
         x509.CertificateBuilder()
@@ -152,7 +152,7 @@ def wait_ready(server: ServerProcess, creds: grpc.ChannelCredentials) -> None:
             except grpc.RpcError:
                 pass
             assert time.monotonic() < deadline, server.logs()
-            time.sleep(0.1)
+            time.sleep(0.1)  # pacing the readiness poll
 
 
 def infer_over(address: str, creds: grpc.ChannelCredentials | None) -> grpc.StatusCode:

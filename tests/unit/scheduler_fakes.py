@@ -92,12 +92,14 @@ class FakeInstance:
         *,
         seconds: float = 0.0,
         gate: Gate | None = None,
+        meet: threading.Barrier | None = None,
         fail_ids: frozenset[int] = frozenset(),
     ) -> None:
         self.recorder = recorder
         self.index = index
         self.seconds = seconds  # blocking work per run, whatever the batch size
         self.gate = gate  # when set, each run waits for it before computing
+        self.meet = meet  # when set, each run waits there for runs on the other instances
         self.fail_ids = fail_ids  # a batch holding one of these raises like ORT would
         self.drop_last_row = False  # returns one row too few
         self.started = threading.Event()
@@ -117,8 +119,10 @@ class FakeInstance:
         self.started.set()
         if self.gate is not None:
             self.gate.wait()
+        if self.meet is not None:
+            self.meet.wait(GATE_TIMEOUT)  # breaks (and fails the run) unless all meet at once
         if self.seconds:
-            time.sleep(self.seconds)
+            time.sleep(self.seconds)  # stands for the model's computing time
         bad = self.fail_ids.intersection(ids)
         if bad:
             raise RuntimeError(f"Gather: indices element out of data bounds, idx={min(bad)}")
@@ -206,4 +210,4 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> No
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # pacing the poll

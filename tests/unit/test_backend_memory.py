@@ -48,7 +48,7 @@ def test_sessions_of_several_models_run_on_either_arena(tmp_path: Path, strategy
     for name in ("first", "second"):
         folder = models.build_double(tmp_path, name, config={"session": session})
         config: ModelConfig = load_model_config(folder)
-        instances, _ = backend.create_instances(folder / "1" / "model.onnx", config, name)
+        instances, _ = backend.create_instances(folder / "1" / "model.onnx", config)
         x = np.arange(12, dtype=np.float32).reshape(3, 4)
         ids = np.array([[1], [2], [3]], np.int64)
         results.append(instances[0].run(["OUTPUT0", "ID_OUT"], {"INPUT0": x, "ID": ids}))

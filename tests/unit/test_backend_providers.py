@@ -28,7 +28,7 @@ def test_a_missing_provider_is_skipped_with_a_line_naming_it(
 ) -> None:
     config = config_with(ExecutionProvider(CUDA, {"device_id": "0"}), ExecutionProvider(CPU))
     with caplog.at_level(logging.WARNING):
-        chosen = backend.choose_providers(config, "double/config.yaml")
+        chosen = backend.choose_providers(config)
     assert chosen == [(CPU, {})]
     (line,) = [r.getMessage() for r in caplog.records]
     assert f"model 'double': execution provider {CUDA} is not available" in line
@@ -38,8 +38,8 @@ def test_a_missing_provider_is_skipped_with_a_line_naming_it(
 def test_cpu_is_added_last_when_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backend.ort, "get_available_providers", lambda: [CUDA, CPU])
     config = config_with(ExecutionProvider(CUDA, {"device_id": "1"}))
-    assert backend.choose_providers(config, "x") == [(CUDA, {"device_id": "1"}), (CPU, {})]
-    assert backend.choose_providers(config_with(), "x") == [(CPU, {})]
+    assert backend.choose_providers(config) == [(CUDA, {"device_id": "1"}), (CPU, {})]
+    assert backend.choose_providers(config_with()) == [(CPU, {})]
 
 
 def test_the_cuda_arena_follows_the_session_strategy_unless_its_options_say_otherwise() -> None:
@@ -56,8 +56,6 @@ def test_the_cuda_arena_follows_the_session_strategy_unless_its_options_say_othe
 def test_sessions_report_the_providers_onnxruntime_actually_uses(tmp_path: Path) -> None:
     model_dir = build_double(tmp_path)
     config = config_with(ExecutionProvider(CUDA), ExecutionProvider(CPU))
-    instances, providers = backend.create_instances(
-        model_dir / "1" / "model.onnx", config, "double/config.yaml"
-    )
+    instances, providers = backend.create_instances(model_dir / "1" / "model.onnx", config)
     assert providers == [CPU]
     assert len(instances) == 1

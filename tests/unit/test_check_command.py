@@ -53,7 +53,9 @@ def test_every_problem_is_printed_and_the_exit_code_is_1(
     triton = tmp_path / "triton"
     (triton / "1").mkdir(parents=True)
     (triton / "1" / "model.onnx").write_bytes((tmp_path / "add_sub/1/model.onnx").read_bytes())
-    (triton / "config.pbtxt").write_text("max_batch_size: 8\nresponse_cache { enable: true }\n")
+    (triton / "config.pbtxt").write_text(
+        "max_batch_size: 8\nsequence_batching { max_sequence_idle_microseconds: 100 }\n"
+    )
     (tmp_path / "empty").mkdir()
 
     assert main(["check", "--model-repository", str(tmp_path)]) == 1
@@ -64,7 +66,7 @@ def test_every_problem_is_printed_and_the_exit_code_is_1(
     assert "--- model 'broken' version 1: 1 problem(s)" in out
     assert "onnxruntime cannot load the model" in out
     assert "--- model 'empty': 1 problem(s)" in out
-    assert "response_cache: not supported" in out
+    assert "sequence_batching: not supported" in out
     assert out.rstrip().endswith("checked 5 model(s), 2 version(s): 4 problem(s)")
 
 

@@ -40,7 +40,8 @@ def test_shutdown_wakes_a_sleeping_watch(tmp_path: Path) -> None:
         dataplane, watch = watch_server(tmp_path)
         statuses = [(await anext(watch)).status]
         pending = asyncio.ensure_future(anext(watch))
-        await asyncio.sleep(0.05)  # the stream is now asleep
+        while not dataplane.stopping._waiters:  # until the stream sleeps in its interval wait
+            await asyncio.sleep(0)  # a yield, no time passes
         dataplane.stop_accepting()
         statuses.append((await pending).status)
         return statuses

@@ -12,7 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-CONTRACTS = 5
+CONTRACTS = 6
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -44,6 +44,7 @@ def broken_tree(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Complete
         "server/validation.py": "import onnxruntime  # noqa",
         "server/scheduling/policy.py": "from server.backends import onnxruntime  # noqa",
         "server/errors.py": "from server import inference  # noqa",
+        "server/cache/local.py": "import redis  # noqa",
     }
     for path, line in additions.items():
         with open(root / path, "a") as f:
@@ -57,6 +58,7 @@ def broken_tree(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Complete
         ("only server.grpc and the entry points", "server.dataplane -> grpc"),
         ("the core never imports the gRPC frontend", "server.dataplane -> grpc"),
         ("only server.backends imports onnxruntime", "server.validation -> onnxruntime"),
+        ("only the response cache's Redis store imports redis", "server.cache.local -> redis"),
         ("server.scheduling imports no transport", "server.scheduling.policy -> server.backends"),
         ("errors, datatypes and model_config", "server.errors -> server.inference"),
     ],

@@ -47,7 +47,7 @@ async def drained(manager: ModelRepositoryManager) -> None:
     for _ in range(200):
         if all(s.state is not ModelState.UNLOADING for s in manager.index()):
             return
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # pacing the poll
     raise AssertionError(f"still draining: {manager.index()}")
 
 
@@ -221,7 +221,7 @@ def test_version_folders_must_be_plain_ascii_digits(tmp_path: Path) -> None:
 def test_a_config_that_does_not_fit_the_model_names_the_file_it_came_from(
     tmp_path: Path,
 ) -> None:
-    from server.grpc.triton_config import TRITON_FORMAT
+    from server.grpc.config_proto import TRITON_FORMAT
     from server.repository.configs import ConfigSource
 
     model_dir = build_add_constant(tmp_path, "from_pbtxt")

@@ -20,6 +20,7 @@ from server.model_config import (
     InstanceGroup,
     ModelConfig,
     ModelSignature,
+    ResponseCacheConfig,
     SessionConfig,
     TensorConfig,
     TensorSignature,
@@ -71,6 +72,7 @@ model_warmup:
     count: 2
     inputs: [{name: input, datatype: FP32, dims: [3,224,224], fill: zeros}]
 parameters: {key: value}
+response_cache: {enable: true}
 """
 
 
@@ -171,6 +173,7 @@ def test_full_example_parses_into_frozen_dataclasses(tmp_path: Path) -> None:
             ),
         ),
         parameters={"key": "value"},
+        response_cache=ResponseCacheConfig(enable=True),
     )
     assert isinstance(config.inputs[0].dims, tuple)
     assert isinstance(config.dynamic_batching.preferred_batch_size, tuple)
@@ -303,7 +306,8 @@ def test_other_backend_is_an_error() -> None:
             {"max_batch_sise": 8},
             "max_batch_sise: unknown key; did you mean 'max_batch_size'? valid keys here: name,"
             " backend, max_batch_size, inputs, outputs, execution_providers, session,"
-            " instance_group, dynamic_batching, version_policy, model_warmup, parameters",
+            " instance_group, dynamic_batching, version_policy, model_warmup, parameters,"
+            " response_cache",
         ),
         (
             {"session": {"intra_op_threads": 2}},

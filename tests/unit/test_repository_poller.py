@@ -162,7 +162,7 @@ def test_the_loop_polls_on_its_own_and_stops_on_close(repo: Path) -> None:
         for _ in range(200):
             if manager.calls:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # pacing the wait for the poller's own first poll
         await poller.close()
 
     asyncio.run(main())

@@ -16,6 +16,7 @@ from tests.unit.scheduler_fakes import (
     policy,
     request,
     running,
+    wait_until,
 )
 
 OUTPUT_CHOICES = (None, ("OUTPUT0",), ("ID_OUT",), ("ID_OUT", "OUTPUT0"))
@@ -67,7 +68,7 @@ def test_every_response_holds_exactly_its_own_rows(scenario: dict) -> None:
         async with running(make_scheduler(instances, batch_policy)) as scheduler:
 
             async def one(rid: int, rows: int, width: int, arrival: float, outputs) -> tuple:
-                await asyncio.sleep(arrival)
+                await asyncio.sleep(arrival)  # pacing: the scenario's arrival time
                 req = request(rid, rows, width, outputs)
                 order.append(rid)  # infer() queues before its first await: nothing runs between
                 return req, await scheduler.infer(req)
@@ -79,8 +80,7 @@ def test_every_response_holds_exactly_its_own_rows(scenario: dict) -> None:
                 if cancel_at is not None:
                     loop.call_later(cancel_at, tasks[-1].cancel)
             results = await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0.01)  # let the last cancels land
-            assert scheduler.queue_depth == 0
+            await wait_until(lambda: scheduler.queue_depth == 0)  # the last cancels landed
             return results
 
     results = asyncio.run(main())
@@ -152,7 +152,7 @@ def test_delay_is_measured_from_the_oldest_request() -> None:
         sched = make_scheduler([FakeInstance(recorder)], policy(8, delay=delay), observer)
         async with running(sched) as s:
             first = asyncio.ensure_future(s.infer(request(0)))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # pacing: the second request arrives 0.3 s after the first
             await asyncio.gather(first, s.infer(request(1)))
 
     asyncio.run(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 
 import pytest
@@ -18,6 +19,7 @@ from tests.unit.scheduler_fakes import (
     policy,
     request,
     running,
+    wait_until,
 )
 
 
@@ -62,7 +64,8 @@ def test_wrong_row_count_fails_the_batch_cleanly() -> None:
 
 def test_two_slow_instances_run_at_the_same_time_off_the_event_loop() -> None:
     recorder = Recorder()
-    instances = [FakeInstance(recorder, i, seconds=0.3) for i in range(2)]
+    meet = threading.Barrier(2)  # passed only by two runs under way at the same time
+    instances = [FakeInstance(recorder, i, meet=meet) for i in range(2)]
 
     async def main() -> None:
         async with running(make_scheduler(instances, policy(1))) as s:
@@ -75,8 +78,7 @@ def test_two_slow_instances_run_at_the_same_time_off_the_event_loop() -> None:
     assert {first.instance, second.instance} == {0, 1}
     assert first.thread != second.thread
     assert threading.get_ident() not in (first.thread, second.thread)
-    # Each run sleeps 0.3 s: run one after the other, the second would start after the first ends.
-    assert second.start < first.end and first.start < second.end
+    assert not meet.broken  # one after the other, the first run would have broken the barrier
 
 
 def test_an_instance_runs_one_batch_at_a_time() -> None:
@@ -87,14 +89,15 @@ def test_an_instance_runs_one_batch_at_a_time() -> None:
     async def main() -> None:
         async with running(make_scheduler([instance], policy(1)), gate) as s:
             pendings = [s.enqueue(request(rid)) for rid in range(3)]
-            await asyncio.sleep(0.05)
-            assert len(recorder.calls) == 1 and s.queue_depth == 2
+            await wait_until(lambda: len(recorder.calls) == 1 and s.queue_depth == 2)
             gate.open()
             await outcomes(pendings)
 
     asyncio.run(main())
     calls = recorder.calls
-    assert all(a.end <= b.start for a, b in zip(calls, calls[1:], strict=False))
+    assert len(calls) == 3
+    # A second run started while the first waited at the gate would start before its end.
+    assert all(a.end <= b.start for a, b in itertools.pairwise(calls))
 
 
 def test_observer_gets_queue_and_compute_times_and_batch_rows() -> None:
@@ -110,7 +113,7 @@ def test_observer_gets_queue_and_compute_times_and_batch_rows() -> None:
 
     asyncio.run(main())
     assert [(t.rows, t.requests) for t in observer.executions] == [(6, 3)]
-    assert observer.executions[0].infer >= 0.009
+    assert observer.executions[0].infer >= 0.009  # the run's 10 ms are inside the measurement
     done = {p.request.id: (p, error) for p, error in observer.done}
     assert sorted(done) == ["0", "1", "2", "9"]
     for rid, (pending, error) in done.items():

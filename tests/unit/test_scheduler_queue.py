@@ -109,7 +109,7 @@ def test_default_timeout_applies_to_requests_without_a_timeout_parameter() -> No
             own = request(2, deadline=later)
             own.parameters["timeout"] = 60_000_000
             waiting = asyncio.ensure_future(s.infer(own))
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # pacing: outlasts the model's 50 ms queue timeout
             assert not waiting.done()
             gate.open()
             check_outputs(first.request, await first.future)
@@ -133,8 +133,7 @@ def test_cancelled_requests_never_run_and_free_their_slot_exactly_once() -> None
             blocker = s.enqueue(request(-1))
             await wait_until(instance.started.is_set)
             tasks = {rid: asyncio.ensure_future(s.infer(request(rid))) for rid in range(size)}
-            await asyncio.sleep(0)  # every task has queued its request
-            assert s.queue_depth == size
+            await wait_until(lambda: s.queue_depth == size)  # every task has queued its request
             with pytest.raises(ResourceExhaustedError):
                 s.enqueue(request(size))
             cancelled: set[int] = set()
@@ -142,9 +141,9 @@ def test_cancelled_requests_never_run_and_free_their_slot_exactly_once() -> None
                 for rid in rng.sample(range(size), 120):
                     tasks[rid].cancel()
                     cancelled.add(rid)
-                await asyncio.sleep(0)
-            await asyncio.sleep(0.01)
-            assert s.queue_depth == size - len(cancelled)
+                await asyncio.sleep(0)  # a yield: this storm's cancels land before the next one
+            # Each cancelled request frees its slot exactly once: never below this count.
+            await wait_until(lambda: s.queue_depth == size - len(cancelled))
             # Every freed slot can be taken again, and not one more.
             refill = [s.enqueue(request(1000 + n)) for n in range(len(cancelled))]
             assert s.queue_depth == size
@@ -182,12 +181,12 @@ def test_cancel_while_running_drops_the_result_and_the_loop_goes_on(
             # Two requests that will share the next batch; one of them is cancelled mid-run.
             kept = asyncio.ensure_future(s.infer(request(1)))
             dropped = asyncio.ensure_future(s.infer(request(2)))
-            await asyncio.sleep(0.01)
+            await wait_until(lambda: s.queue_depth == 2)
             alone.cancel()
             gate.allow()
             await wait_until(lambda: len(recorder.calls) == 2)
             dropped.cancel()
-            await asyncio.sleep(0.01)
+            await wait_until(dropped.done)  # the cancel landed while its batch runs
             gate.allow()
             check_outputs(request(1), await kept)
             assert dropped.cancelled() and alone.cancelled()

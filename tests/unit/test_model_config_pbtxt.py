@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from server.errors import ConfigError
-from server.grpc.triton_config import TRITON_FORMAT, load_triton_config
+from server.grpc.config_proto import TRITON_FORMAT
+from server.grpc.generated import model_config_pb2
 from server.model_config import (
     DynamicBatching,
     ExecutionProvider,
@@ -18,7 +19,10 @@ from server.model_config import (
     Warmup,
     WarmupInput,
 )
+from server.model_config.pbtxt import TritonConfigReader
 from server.repository.configs import ConfigSource
+
+load_triton_config = TritonConfigReader(model_config_pb2.ModelConfig).load
 
 FULL = """
 name: "add_sub"
@@ -98,7 +102,6 @@ def test_unsupported_fields_are_reported_by_name_all_at_once(tmp_path: Path) -> 
     input [ { name: "IN", data_type: TYPE_FP32, dims: [ 3 ], reshape: { shape: [ 1, 3 ] } } ]
     instance_group [ { kind: KIND_GPU, gpus: [ 0 ] }, { kind: KIND_CPU } ]
     sequence_batching { max_sequence_idle_microseconds: 100 }
-    response_cache { enable: true }
     model_warmup [ { name: "w", inputs { key: "IN" value: { input_data_file: "raw" } } } ]
     """
     with pytest.raises(ConfigError) as caught:
@@ -111,7 +114,6 @@ def test_unsupported_fields_are_reported_by_name_all_at_once(tmp_path: Path) -> 
         "input[0].reshape: not supported",
         "instance_group[0].gpus: not supported",
         "sequence_batching: not supported",
-        "response_cache: not supported",
         "model_warmup[0].inputs['IN'].input_data_file: not supported",
         "platform: expected 'onnxruntime_onnx' (the only platform), got 'tensorrt_plan'",
         "instance_group: only one group is supported, got 2",

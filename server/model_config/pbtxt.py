@@ -3,8 +3,10 @@
 The text is parsed into Triton's own ModelConfig message, rewritten in config.yaml's layout and
 validated by model_config.parse_config_dict, so both formats share every check. A field with no
 equivalent here is reported by its name and stops the load: serving a model without something
-its config asks for (sequence batching, a response cache, ...) would be a silent surprise.
-It lives beside the generated messages it needs; the core receives it as TRITON_FORMAT.
+its config asks for (sequence batching, an ensemble, ...) would be a silent surprise.
+The generated ModelConfig message class belongs to the gRPC frontend, so it is handed in
+(TritonConfigReader(message_type)) and enums are read by name through the message's
+descriptor: this package stays a leaf. server/grpc/config_proto.py builds TRITON_FORMAT.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ from google.protobuf.message import Message
 
 from server import datatypes
 from server.errors import ConfigError
-from server.grpc.generated import model_config_pb2 as mc
-from server.model_config import MODEL_FILE, PLATFORM, ModelConfig, parse_config_dict
-from server.repository.configs import ForeignFormat
+from server.model_config.parsing import parse_config_dict
+from server.model_config.types import MODEL_FILE, PLATFORM, ModelConfig
 
 TRITON_CONFIG_FILE = "config.pbtxt"
 
@@ -51,6 +52,7 @@ _SUPPORTED = frozenset(
         # A request's own timeout is always honoured here.
         "dynamic_batching.default_queue_policy.allow_timeout_override",
         "parameters",
+        "response_cache.enable",
         "model_warmup.name",
         "model_warmup.batch_size",
         "model_warmup.count",
@@ -65,11 +67,7 @@ _SUPPORTED = frozenset(
         "optimization.execution_accelerators.cpu_execution_accelerator.parameters",
     }
 )
-_KINDS = {
-    mc.ModelInstanceGroup.KIND_AUTO: "auto",
-    mc.ModelInstanceGroup.KIND_CPU: "cpu",
-    mc.ModelInstanceGroup.KIND_GPU: "gpu",
-}
+_KINDS = {"KIND_AUTO": "auto", "KIND_CPU": "cpu", "KIND_GPU": "gpu"}
 # Triton's onnxruntime backend: optimization.graph.level -> graph_optimization_level.
 _GRAPH_LEVELS = {-1: "basic", 0: "all", 1: "extended", 2: "disable"}
 # The onnxruntime backend's model parameters that are session settings here.
@@ -84,34 +82,46 @@ _SWITCH_PARAMETERS = {
 _EXECUTION_MODES = {"0": "sequential", "1": "parallel"}
 
 
-def load_triton_config(model_dir: Path) -> ModelConfig:
-    """Reads <model_dir>/config.pbtxt; the model name is the folder name."""
-    path = model_dir / TRITON_CONFIG_FILE
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read the file: {exc}") from None
-    message = mc.ModelConfig()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as exc:
-        raise ConfigError(f"{source}: invalid protobuf text format: {exc}") from None
-    return from_triton(message, model_dir.name, source)
+class TritonConfigReader:
+    """Reads Triton's ModelConfig (text or JSON) through the given generated message class."""
+
+    def __init__(self, message_type: type[Message]) -> None:
+        self.message_type = message_type
+
+    def load(self, model_dir: Path) -> ModelConfig:
+        """Reads <model_dir>/config.pbtxt; the model name is the folder name."""
+        path = model_dir / TRITON_CONFIG_FILE
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: cannot read the file: {exc}") from None
+        message = self.message_type()
+        try:
+            text_format.Parse(text, message)
+        except text_format.ParseError as exc:
+            raise ConfigError(f"{source}: invalid protobuf text format: {exc}") from None
+        return from_triton(message, model_dir.name, source)
+
+    def parse_json(self, data: Any, name: str, source: str) -> ModelConfig | None:
+        """A Triton ModelConfig in JSON form (as Triton's load request takes it), or None if
+        `data` is not one."""
+        message = self.message_type()
+        try:
+            json_format.ParseDict(data, message)
+        except (json_format.ParseError, TypeError, AttributeError):
+            return None
+        return from_triton(message, name, source)
 
 
-def parse_triton_json(data: Any, name: str, source: str) -> ModelConfig | None:
-    """A Triton ModelConfig in JSON form (as Triton's load request takes it), or None if `data`
-    is not one."""
-    message = mc.ModelConfig()
-    try:
-        json_format.ParseDict(data, message)
-    except (json_format.ParseError, TypeError, AttributeError):
-        return None
-    return from_triton(message, name, source)
+def _enum_name(message: Any, field: str) -> str:
+    """The name of an enum field's value (e.g. 'TYPE_FP32'), read from the message's schema."""
+    value = getattr(message, field)
+    enum = message.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number.get(value)
+    return enum.name if enum is not None else str(value)
 
 
-def from_triton(message: mc.ModelConfig, name: str, source: str) -> ModelConfig:
+def from_triton(message: Any, name: str, source: str) -> ModelConfig:
     """The message as a validated ModelConfig; every problem is reported at once."""
     problems = unsupported_fields(message)
     data = _to_document(message, problems)
@@ -147,7 +157,7 @@ def unsupported_fields(message: Message, prefix: str = "", label: str = "") -> l
     return found
 
 
-def _to_document(m: mc.ModelConfig, problems: list[str]) -> dict[str, Any]:
+def _to_document(m: Any, problems: list[str]) -> dict[str, Any]:
     """config.yaml's layout; values that have no equivalent are added to `problems`."""
     data: dict[str, Any] = {}
     if m.name:
@@ -175,11 +185,13 @@ def _to_document(m: mc.ModelConfig, problems: list[str]) -> dict[str, Any]:
     data["model_warmup"] = [_warmup(i, w, problems) for i, w in enumerate(m.model_warmup)]
     _parameters(m, data, problems)
     _optimization(m, data, problems)
+    if m.HasField("response_cache"):
+        data["response_cache"] = {"enable": m.response_cache.enable}
     return data
 
 
-def _datatype(path: str, value: int, problems: list[str]) -> str:
-    enum_name = mc.DataType.Name(value)
+def _datatype(path: str, holder: Any, problems: list[str]) -> str:
+    enum_name = _enum_name(holder, "data_type")
     datatype = datatypes.BY_CONFIG_ENUM.get(enum_name)
     if datatype is None:
         problems.append(f"{path}: {enum_name} is not supported")
@@ -187,26 +199,24 @@ def _datatype(path: str, value: int, problems: list[str]) -> str:
     return datatype.name
 
 
-def _tensor(
-    kind: str, index: int, tensor: mc.ModelInput | mc.ModelOutput, problems: list[str]
-) -> dict[str, Any]:
+def _tensor(kind: str, index: int, tensor: Any, problems: list[str]) -> dict[str, Any]:
     path = f"{kind}[{index}].data_type"
     return {
         "name": tensor.name,
-        "datatype": _datatype(path, tensor.data_type, problems),
+        "datatype": _datatype(path, tensor, problems),
         "dims": list(tensor.dims),
     }
 
 
-def _instance_group(m: mc.ModelConfig, data: dict[str, Any], problems: list[str]) -> None:
+def _instance_group(m: Any, data: dict[str, Any], problems: list[str]) -> None:
     if len(m.instance_group) > 1:
         problems.append(f"instance_group: only one group is supported, got {len(m.instance_group)}")
     if not m.instance_group:
         return
     group = m.instance_group[0]
-    kind = _KINDS.get(group.kind)
+    kind_name = _enum_name(group, "kind")
+    kind = _KINDS.get(kind_name)
     if kind is None:
-        kind_name = mc.ModelInstanceGroup.Kind.Name(group.kind)
         problems.append(f"instance_group[0].kind: {kind_name} is not supported")
         kind = "auto"
     data["instance_group"] = {"kind": kind}
@@ -214,7 +224,7 @@ def _instance_group(m: mc.ModelConfig, data: dict[str, Any], problems: list[str]
         data["instance_group"]["count"] = group.count
 
 
-def _dynamic_batching(batching: mc.ModelDynamicBatching) -> dict[str, Any]:
+def _dynamic_batching(batching: Any) -> dict[str, Any]:
     queue = batching.default_queue_policy
     return {
         "max_queue_delay_microseconds": batching.max_queue_delay_microseconds,
@@ -224,7 +234,7 @@ def _dynamic_batching(batching: mc.ModelDynamicBatching) -> dict[str, Any]:
     }
 
 
-def _version_policy(policy: mc.ModelVersionPolicy) -> dict[str, Any] | None:
+def _version_policy(policy: Any) -> dict[str, Any] | None:
     choice = policy.WhichOneof("policy_choice")
     if choice == "latest":
         return {"latest": policy.latest.num_versions}
@@ -235,7 +245,7 @@ def _version_policy(policy: mc.ModelVersionPolicy) -> dict[str, Any] | None:
     return None
 
 
-def _warmup(index: int, warmup: mc.ModelWarmup, problems: list[str]) -> dict[str, Any]:
+def _warmup(index: int, warmup: Any, problems: list[str]) -> dict[str, Any]:
     sample: dict[str, Any] = {"name": warmup.name}
     if warmup.batch_size:
         sample["batch_size"] = warmup.batch_size
@@ -248,7 +258,7 @@ def _warmup(index: int, warmup: mc.ModelWarmup, problems: list[str]) -> dict[str
         inputs.append(
             {
                 "name": name,
-                "datatype": _datatype(path, given.data_type, problems),
+                "datatype": _datatype(path, given, problems),
                 "dims": list(given.dims),
                 "fill": "random" if given.random_data else "zeros",
             }
@@ -257,7 +267,7 @@ def _warmup(index: int, warmup: mc.ModelWarmup, problems: list[str]) -> dict[str
     return sample
 
 
-def _parameters(m: mc.ModelConfig, data: dict[str, Any], problems: list[str]) -> None:
+def _parameters(m: Any, data: dict[str, Any], problems: list[str]) -> None:
     session: dict[str, Any] = {}
     parameters: dict[str, str] = {}
     for key in sorted(m.parameters):
@@ -286,7 +296,7 @@ def _parameters(m: mc.ModelConfig, data: dict[str, Any], problems: list[str]) ->
         data["parameters"] = parameters
 
 
-def _optimization(m: mc.ModelConfig, data: dict[str, Any], problems: list[str]) -> None:
+def _optimization(m: Any, data: dict[str, Any], problems: list[str]) -> None:
     optimization = m.optimization
     level = optimization.graph.level
     if level:
@@ -300,11 +310,8 @@ def _optimization(m: mc.ModelConfig, data: dict[str, Any], problems: list[str]) 
         for a in (*accelerators.gpu_execution_accelerator, *accelerators.cpu_execution_accelerator)
     ]
     # On a GPU instance Triton runs CUDA beneath any accelerator it is given.
-    on_gpu = any(g.kind == mc.ModelInstanceGroup.KIND_GPU for g in m.instance_group)
+    on_gpu = any(_enum_name(g, "kind") == "KIND_GPU" for g in m.instance_group)
     if on_gpu and not any(p["name"].lower() == "cuda" for p in providers):
         providers.append({"name": "cuda", "options": {}})
     if providers:
         data["execution_providers"] = providers
-
-
-TRITON_FORMAT = ForeignFormat(TRITON_CONFIG_FILE, load_triton_config, parse_triton_json)
