@@ -14,6 +14,8 @@ from tests.models import build_double, write_broken_model
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Every server here holds the broken model on purpose.
+pytestmark = pytest.mark.server_errors("failed to load: .*INVALID_PROTOBUF")
 
 
 @pytest.fixture(scope="module")
