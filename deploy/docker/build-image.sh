@@ -7,7 +7,7 @@ BASE_IMAGE="$1"
 IMAGE="$2"
 VERSION="$3"
 previous=$(docker image inspect --format '{{.Id}}' "$IMAGE:latest" 2>/dev/null || true)
-docker build --quiet --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" \
+docker build --quiet --force-rm --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" \
   --build-arg "SOURCE=$(git remote get-url origin 2>/dev/null || echo unknown)" \
   --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   --tag "$IMAGE:latest" --tag "$IMAGE:$VERSION" . >/dev/null

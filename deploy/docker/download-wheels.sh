@@ -17,4 +17,9 @@ for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_$ARCH
 "$PYTHON" -m pip download --quiet --dest "$DIR" --constraint constraints.txt \
   --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none \
   "${platforms[@]}" "$DIR"/onnxserve-*.whl
+# pip evaluates environment markers with the host's interpreter, not the target's: add what
+# bookworm's Python 3.11.2 needs beyond a newer 3.11 (redis wants async-timeout below 3.11.3).
+"$PYTHON" -m pip download --quiet --dest "$DIR" --constraint constraints.txt \
+  --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none \
+  "${platforms[@]}" async-timeout
 ls "$DIR"
