@@ -237,6 +237,7 @@ def test_a_hit_takes_no_queue_slot(start_server, tmp_path: Path) -> None:
         ]
 
 
+@pytest.mark.server_errors("needs a response cache on the server")
 def test_a_model_that_asks_for_the_cache_fails_to_load_without_one(
     start_server, tmp_path: Path
 ) -> None:
