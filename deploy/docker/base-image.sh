@@ -35,6 +35,8 @@ cleanup() {
   rm -rf --one-file-system "$ROOT"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 MIRROR=$(mirror)
 echo "base-image: debootstrap $SUITE from $MIRROR into $ROOT"
