@@ -32,7 +32,7 @@ unmount_all() {
 
 cleanup() {
   unmount_all
-  rm -rf --one-file-system "$ROOT"
+  rm -rf --one-file-system "$ROOT" "$ROOT.log"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
