@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `server` impo
     sys.path.insert(0, str(ROOT))
 
 from bench import perf_analyzer  # noqa: E402
+from bench.perf_analyzer import LoadResult  # noqa: E402
 from bench.run import build_repository  # noqa: E402
 from bench.server_process import BenchServer  # noqa: E402
 from server import datatypes  # noqa: E402
@@ -115,6 +116,26 @@ class FloorServer:
         await server.stop(None)
 
 
+def measure_floor(
+    model: str, concurrencies: list[int], seconds: float, work: Path
+) -> dict[int, LoadResult]:
+    """The floor's throughput and latency per concurrency, as bench/run.py's cells measure."""
+    work.mkdir(parents=True, exist_ok=True)
+    replies, statistics = record_replies(model, work)
+    results = {}
+    with FloorServer(replies, statistics) as floor:
+        for concurrency in concurrencies:
+            results[concurrency] = perf_analyzer.run(
+                f"127.0.0.1:{floor.port}",
+                model,
+                concurrency,
+                int(seconds * 1000),
+                work / f"floor-c{concurrency}.csv",
+                work / f"floor-c{concurrency}.log",
+            )
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tabular")
@@ -124,23 +145,13 @@ def main() -> int:
     if not perf_analyzer.available():
         parser.error("needs perf_analyzer: run bench/setup.sh")
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        replies, statistics = record_replies(args.model, work)
-        print("| concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) |\n|---:|---:|---:|---:|")
-        with FloorServer(replies, statistics) as floor:
-            for concurrency in args.concurrency:
-                r = perf_analyzer.run(
-                    f"127.0.0.1:{floor.port}",
-                    args.model,
-                    concurrency,
-                    int(args.seconds * 1000),
-                    work / f"c{concurrency}.csv",
-                    work / f"c{concurrency}.log",
-                )
-                print(
-                    f"| {concurrency} | {r.throughput:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |"
-                    + (f" {r.failure}" if r.failure else "")
-                )
+        results = measure_floor(args.model, args.concurrency, args.seconds, Path(tmp))
+    print("| concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) |\n|---:|---:|---:|---:|")
+    for concurrency, r in results.items():
+        print(
+            f"| {concurrency} | {r.throughput:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |"
+            + (f" {r.failure}" if r.failure else "")
+        )
     return 0
 
 

@@ -31,7 +31,13 @@ def available() -> bool:
 
 
 def run(
-    address: str, model: str, concurrency: int, window_ms: int, csv_path: Path, log_path: Path
+    address: str,
+    model: str,
+    concurrency: int,
+    window_ms: int,
+    csv_path: Path,
+    log_path: Path,
+    streaming: bool = False,
 ) -> LoadResult:
     """Three measurement windows of window_ms (six at most when one is off): a fixed time per cell.
 
@@ -47,6 +53,7 @@ def run(
         "--stability-percentage", "1000", "--max-trials", "6",
         "--input-data", "random",
         "-f", str(csv_path),
+        *(["--streaming"] if streaming else []),  # ModelStreamInfer: one stream per client
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=600)

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from bench.ceiling import CeilingResult
 from bench.perf_analyzer import LoadResult
 
+# Before the request-cost work (issue 13), measured with this bench: server CPU per request,
+# tabular model, batching off, concurrency 16; resident memory once ready (bench/startup.py).
+BASELINE_CPU_US = 600.0
+BASELINE_RSS_MIB = 149.0
+
 
 @dataclass
 class Cell:
@@ -18,22 +23,32 @@ class Cell:
     server_cpu: float  # cores the server used on average over the cell
     client_cpu: float  # cores the load generator used
     avg_batch: float | None  # rows per model execution, from the server's statistics
+    stream: bool = False  # ModelStreamInfer instead of unary ModelInfer
+
+    @property
+    def cpu_us(self) -> float | None:
+        """Server CPU time per successful request, in microseconds."""
+        throughput = self.result.throughput
+        return self.server_cpu * 1e6 / throughput if throughput else None
 
 
 def cell_table(cells: list[Cell]) -> str:
     lines = [
-        "| model | batching | concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) "
-        "| errors | rows per execution | server CPU (cores) | client CPU (cores) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | batching | rpc | concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) "
+        "| errors | rows per execution | server CPU (cores) | server CPU per request (us) "
+        "| client CPU (cores) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
         r = c.result
         errors = f"{r.errors} ({r.failure})" if r.failure else str(r.errors)
         batch = "n/a" if c.avg_batch is None else f"{c.avg_batch:.1f}"
+        cpu_us = "n/a" if c.cpu_us is None else f"{c.cpu_us:,.0f}"
         lines.append(
-            f"| {c.model} | {c.batching} | {c.concurrency} | {r.throughput:,.0f} "
+            f"| {c.model} | {c.batching} | {'stream' if c.stream else 'unary'} "
+            f"| {c.concurrency} | {r.throughput:,.0f} "
             f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {errors} | {batch} "
-            f"| {c.server_cpu:.2f} | {c.client_cpu:.2f} |"
+            f"| {c.server_cpu:.2f} | {cpu_us} | {c.client_cpu:.2f} |"
         )
     return "\n".join(lines)
 
@@ -51,47 +66,129 @@ def ceiling_table(rows: list[CeilingResult]) -> str:
     return "\n".join(lines)
 
 
-def _find(cells: list[Cell], model: str, batching: str, concurrency: int) -> LoadResult | None:
+def floor_table(floor: dict[int, LoadResult]) -> str:
+    lines = [
+        "| concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) |",
+        "|---:|---:|---:|---:|",
+    ]
+    for concurrency, r in sorted(floor.items()):
+        failed = f" {r.failure}" if r.failure else ""
+        lines.append(
+            f"| {concurrency} | {r.throughput:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |{failed}"
+        )
+    return "\n".join(lines)
+
+
+def _cell(
+    cells: list[Cell], model: str, batching: str, concurrency: int, stream: bool = False
+) -> Cell | None:
     for c in cells:
-        if (c.model, c.batching, c.concurrency) == (model, batching, concurrency):
-            return None if c.result.failure else c.result
+        if (c.model, c.batching, c.concurrency, c.stream) == (model, batching, concurrency, stream):
+            return None if c.result.failure else c
     return None
+
+
+def _find(
+    cells: list[Cell], model: str, batching: str, concurrency: int, stream: bool = False
+) -> LoadResult | None:
+    cell = _cell(cells, model, batching, concurrency, stream)
+    return None if cell is None else cell.result
 
 
 def _ceiling(rows: list[CeilingResult], model: str, batch: int) -> CeilingResult | None:
     return next((r for r in rows if r.model == model and r.batch == batch), None)
 
 
-def targets(cells: list[Cell], ceiling: list[CeilingResult], light: str, heavy: str) -> str:
-    """The three ratios of issue 3, each from numbers of this one run."""
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def targets(
+    cells: list[Cell],
+    ceiling: list[CeilingResult],
+    floor: dict[int, LoadResult],
+    startup: tuple[float, float] | None,
+    light: str,
+    heavy: str,
+) -> str:
+    """The targets of issue 13, each from numbers of this one run. startup: (seconds, MiB)."""
     lines = ["| target | measured | goal | met |", "|---|---:|---:|---|"]
 
-    def add(name: str, value: float | None, goal: str, met: bool) -> None:
-        shown = "n/a" if value is None else f"{value:.2f}"
+    def add(name: str, value: float | None, goal: str, met: bool, unit: str = "") -> None:
+        shown = "n/a" if value is None else f"{value:,.2f}{unit}"
         lines.append(f"| {name} | {shown} | {goal} | {'yes' if met else 'no'} |")
 
-    on, off = _find(cells, light, "on", 16), _find(cells, light, "off", 16)
-    ratio = on.throughput / off.throughput if on and off and off.throughput else None
+    def floor_of(concurrency: int) -> LoadResult | None:
+        r = floor.get(concurrency)
+        return None if r is None or r.failure else r
+
+    def throughput(r: LoadResult | None) -> float | None:
+        return None if r is None else r.throughput
+
+    for batching, concurrency, goal in (("on", 16, 0.85), ("off", 16, 0.65), ("off", 64, 0.65)):
+        ratio = _ratio(
+            throughput(_find(cells, light, batching, concurrency)),
+            throughput(floor_of(concurrency)),
+        )
+        add(
+            f"{light}, concurrency {concurrency}, batching {batching}: throughput / grpc_floor",
+            ratio,
+            f">= {goal}",
+            ratio is not None and ratio >= goal,
+        )
+    on, base = _find(cells, light, "on", 1), floor_of(1)
+    over = on.p50_ms - base.p50_ms if on and base else None
     add(
-        f"{light}, concurrency 16: throughput batching on / off",
+        f"{light}, concurrency 1, batching on (delay 0): p50 over the floor's p50 (ms)",
+        over,
+        "<= 0.12",
+        over is not None and over <= 0.12,
+    )
+    for model in (light, heavy):
+        on, off = _find(cells, model, "on", 1), _find(cells, model, "off", 1)
+        ratio = _ratio(on.p50_ms if on else None, off.p50_ms if off else None)
+        add(
+            f"{model}, concurrency 1: p50 batching on / off",
+            ratio,
+            "<= 1.00",
+            ratio is not None and ratio <= 1.0,
+        )
+    cell = _cell(cells, light, "off", 16)
+    cpu = cell.cpu_us if cell else None
+    add(
+        f"{light}, concurrency 16, batching off: server CPU per request (us; before: "
+        f"{BASELINE_CPU_US:.0f})",
+        cpu,
+        f"<= {BASELINE_CPU_US * 0.6:.0f}",
+        cpu is not None and cpu <= BASELINE_CPU_US * 0.6,
+    )
+    stream, unary = _find(cells, light, "on", 16, True), _find(cells, light, "on", 16)
+    ratio = _ratio(throughput(stream), throughput(unary))
+    add(
+        f"{light}, concurrency 16, batching on: stream / unary throughput",
         ratio,
-        ">= 1.30",
+        ">= 1.3",
         ratio is not None and ratio >= 1.3,
     )
-    on, off = _find(cells, light, "on", 1), _find(cells, light, "off", 1)
-    ratio = on.p50_ms / off.p50_ms if on and off and off.p50_ms else None
-    add(
-        f"{light}, concurrency 1: p50 batching on (delay 0) / off",
-        ratio,
-        "<= 1.10",
-        ratio is not None and ratio <= 1.10,
-    )
     served, inproc = _find(cells, heavy, "on", 16), _ceiling(ceiling, heavy, 8)
-    ratio = served.throughput / inproc.rows_per_second if served and inproc else None
+    ratio = _ratio(throughput(served), inproc.rows_per_second if inproc else None)
     add(
         f"{heavy}, concurrency 16, batching on: server / in-process batch 8",
         ratio,
-        ">= 0.75",
-        ratio is not None and ratio >= 0.75,
+        ">= 0.9",
+        ratio is not None and ratio >= 0.9,
+    )
+    seconds, rss = startup if startup else (None, None)
+    add(
+        "start to ready, example repository (s, median of the runs)",
+        seconds,
+        "<= 0.5",
+        seconds is not None and seconds <= 0.5,
+    )
+    add(
+        f"resident memory once ready (MiB; before: {BASELINE_RSS_MIB:.0f})",
+        rss,
+        f"<= {BASELINE_RSS_MIB:.0f}",
+        rss is not None and rss <= BASELINE_RSS_MIB,
     )
     return "\n".join(lines)

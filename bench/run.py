@@ -3,8 +3,10 @@
 For each example model and each batching setting it builds a one-model repository, starts
 `python -m server serve` on it, and drives it for a fixed time per concurrency with Triton's
 perf_analyzer (bench/setup.sh installs it), or with bench/aio_load.py where perf_analyzer cannot
-run. Then it runs the same models in-process with onnxruntime: the ceiling. Everything lands in
-bench/results/<time>/ (repositories, logs, report.md, results.json).
+run. Then it runs the same models in-process with onnxruntime (the ceiling), a grpc.aio server
+that returns canned replies under the same load (the floor, bench/grpc_floor.py), and the
+start-to-ready measurement (bench/startup.py), and prints the targets of issue 13 from this one
+run. Everything lands in bench/results/<time>/ (repositories, logs, report.md, results.json).
 
     make bench                       # setup + the full run
     .venv/bin/python bench/run.py --models tabular --concurrency 16 --seconds 2 --profile
@@ -21,6 +23,7 @@ import platform
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -31,8 +34,9 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `server` impo
     sys.path.insert(0, str(ROOT))
 
 from bench import ceiling, perf_analyzer  # noqa: E402
+from bench import startup as startup_bench  # noqa: E402
 from bench.perf_analyzer import LoadResult  # noqa: E402
-from bench.report import Cell, ceiling_table, cell_table, targets  # noqa: E402
+from bench.report import Cell, ceiling_table, cell_table, floor_table, targets  # noqa: E402
 from bench.server_process import BenchServer  # noqa: E402
 from server.model_config import MODEL_FILE, dump_yaml, load_model_config  # noqa: E402
 
@@ -66,9 +70,14 @@ def _children_cpu() -> float:
 
 
 def measure_cell(
-    server: BenchServer, model: str, batching: str, concurrency: int, args: argparse.Namespace
+    server: BenchServer,
+    model: str,
+    batching: str,
+    concurrency: int,
+    args: argparse.Namespace,
+    stream: bool = False,
 ) -> Cell:
-    name = f"{model}-{batching}-c{concurrency}"
+    name = f"{model}-{batching}-{'stream-' if stream else ''}c{concurrency}"
     profiler = None
     if args.profile:
         profiler = subprocess.Popen(
@@ -83,8 +92,11 @@ def measure_cell(
         csv_path, log_path = args.out / f"{name}.csv", args.out / f"{name}.perf_analyzer.log"
         window_ms = int(args.seconds * 1000)
         result = perf_analyzer.run(
-            server.address, model, concurrency, window_ms, csv_path, log_path
+            server.address, model, concurrency, window_ms, csv_path, log_path, stream
         )
+    elif stream:
+        generator = "-"
+        result = LoadResult(0.0, 0.0, 0.0, 0, "streaming cells need perf_analyzer")
     else:
         generator = f"grpc.aio ({args.channels} channels)"
         result = _aio_load(server.address, model, concurrency, args)
@@ -100,7 +112,9 @@ def measure_cell(
         delta = after - counted
         result.errors = delta.failed  # the server's own count covers every generator
         avg_batch = delta.inferences / delta.executions if delta.executions else None
-    return Cell(model, batching, concurrency, generator, result, server_cpu, client_cpu, avg_batch)
+    return Cell(
+        model, batching, concurrency, generator, result, server_cpu, client_cpu, avg_batch, stream
+    )
 
 
 def _aio_load(address: str, model: str, concurrency: int, args: argparse.Namespace) -> LoadResult:
@@ -146,6 +160,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--no-ceiling", action="store_true", help="skip the in-process rows")
     parser.add_argument(
+        "--stream-concurrency",
+        nargs="*",
+        type=int,
+        default=[16],
+        help="ModelStreamInfer cells of the first model (perf_analyzer only); none: skip",
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the grpc_floor rows")
+    parser.add_argument(
+        "--startup-runs", type=int, default=10, help="bench/startup.py runs; 0 skips it"
+    )
+    parser.add_argument(
         "--generator", choices=["auto", "perf_analyzer", "grpc-aio"], default="auto"
     )
     parser.add_argument("--channels", type=int, default=4, help="grpc-aio channels")
@@ -190,10 +215,29 @@ def main(argv: list[str] | None = None) -> int:
                     cell = measure_cell(server, model, batching, concurrency, args)
                     cells.append(cell)
                     print(f"{model} batching {batching} c={concurrency}: {cell.result}", flush=True)
-    cells.sort(key=lambda c: (args.models.index(c.model), c.batching != "off", c.concurrency))
+            for concurrency in args.stream_concurrency if model == args.models[0] else []:
+                for batching, server in servers.items():
+                    cell = measure_cell(server, model, batching, concurrency, args, stream=True)
+                    cells.append(cell)
+                    print(f"{model} batching {batching} stream c={concurrency}: {cell.result}")
+    cells.sort(
+        key=lambda c: (args.models.index(c.model), c.batching != "off", c.stream, c.concurrency)
+    )
+    floor = {}
+    if not args.no_floor and args.generator == "perf_analyzer":
+        from bench.grpc_floor import measure_floor  # it imports this module: not at the top
+
+        floor = measure_floor(args.models[0], args.concurrency, args.seconds, out / "floor")
     rows = []
     for model in [] if args.no_ceiling else args.models:
         rows += ceiling.measure(EXAMPLES / model, args.ceiling_batches, args.ceiling_seconds)
+    startup = None
+    if args.startup_runs:
+        samples = [startup_bench.run_once(EXAMPLES, out, []) for _ in range(args.startup_runs)]
+        startup = (
+            statistics.median(s.ready for s in samples),
+            statistics.median(s.rss_mib for s in samples),
+        )
     generators = sorted({c.generator for c in cells})
     seconds = args.seconds * 3
     report = "\n\n".join(
@@ -205,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
             cell_table(cells),
             "In-process onnxruntime (same session options and threads as a server instance):",
             ceiling_table(rows),
-            targets(cells, rows, light="tabular", heavy="image"),
+            f"The floor: canned replies from a bare grpc.aio server, {args.models[0]} model, "
+            f"same load (bench/grpc_floor.py):",
+            floor_table(floor),
+            "Targets (issue 13), each from this run:",
+            targets(cells, rows, floor, startup, light=args.models[0], heavy="image"),
             f"Load average at end: {os.getloadavg()[0]:.2f}",
         ]
     )
@@ -215,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "cells": [dataclasses.asdict(c) for c in cells],
                 "ceiling": [dataclasses.asdict(r) for r in rows],
+                "floor": {c: dataclasses.asdict(r) for c, r in floor.items()},
+                "startup": startup,
             },
             indent=2,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from dataclasses import dataclass
@@ -177,6 +178,12 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    finally:
+        # The cyclic collector was off for start-up (server/__main__.py, cli.py). What start-up
+        # made lives as long as the process: frozen, later collections never walk it again.
+        gc.freeze()
+        gc.enable()
     await stop.wait()
     await server.shutdown()

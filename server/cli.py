@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from pathlib import Path
 
@@ -200,6 +201,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    gc.disable()  # until ready, as in server/__main__.py: serve() turns it back on
     from server.app import Settings, serve
 
     problem = _tls_problem(args) or _lifecycle_problem(args) or _cache_problem(args)
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     _check_parser(sub)
     commands = {"serve": _run_serve, "check": _run_check, **client_cli.register(sub)}
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        gc.enable()  # off for start-up only (server/__main__.py)
     return commands[args.command](args)
 
 

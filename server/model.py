@@ -35,7 +35,8 @@ class LoadedSessions:
     config: ModelConfig
     instances: list[backend.OrtInstance]
     providers: list[str]
-    load_seconds: float
+    load_seconds: float  # the whole blocking half, warm-up included
+    warmup_seconds: float = 0.0
     fingerprint: bytes = b""  # the response cache's model identity; empty when it is off
 
 
@@ -52,11 +53,20 @@ def load_sessions(
     instances, providers = backend.create_instances(model_file, config)
     signature = backend.read_signature(instances[0], str(model_file))
     completed = complete_config(config, signature, config_source)
+    warmup_start = time.monotonic()
     for instance in instances:
         backend.warm_up(instance, completed)
+    warmup_seconds = time.monotonic() - warmup_start
     cached = completed.response_cache.enable
     fingerprint = model_fingerprint(model_file, completed) if cached else b""
-    return LoadedSessions(completed, instances, providers, time.monotonic() - start, fingerprint)
+    return LoadedSessions(
+        completed,
+        instances,
+        providers,
+        time.monotonic() - start,
+        warmup_seconds=warmup_seconds,
+        fingerprint=fingerprint,
+    )
 
 
 class ModelVersion:

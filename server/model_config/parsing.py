@@ -2,26 +2,27 @@
 
 This is the only module that reads config files. Errors are ConfigError with messages of the
 form "<file>: <key.path[i]>: <what was expected>", one line per problem. Key names and single
-values are checked by the schema in server/model_config/schema.py; checks that span several
-keys are in checks.py (completion.py runs them again once the model has filled the config in).
+values are checked by the schema in server/model_config/schema.py (or, for the plain documents
+most repositories hold, by plain.py without it); checks that span several keys are in checks.py
+(completion.py runs them again once the model has filled the config in).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from server.errors import ConfigError
-from server.model_config import schema as config_schema
 from server.model_config.checks import (
     check_batching,
     check_unique_names,
     check_warmup,
     raise_if_any,
 )
+from server.model_config.plain import build_plain
 from server.model_config.types import (
     CONFIG_FILE,
     DynamicBatching,
@@ -35,6 +36,15 @@ from server.model_config.types import (
     Warmup,
     WarmupInput,
 )
+
+if TYPE_CHECKING:
+    from server.model_config.schema import (
+        ConfigDocument,
+        DynamicBatchingSchema,
+        TensorSchema,
+        VersionPolicySchema,
+        WarmupSchema,
+    )
 
 
 def load_model_config(model_dir: Path) -> ModelConfig:
@@ -97,14 +107,21 @@ def parse_config_dict(data: Mapping[str, Any], name: str, source: str) -> ModelC
     `source` names the document in error messages. Problems found by the schema are reported
     together; the checks that span several keys run once the schema is satisfied.
     """
-    if not isinstance(data, Mapping):
-        got = config_schema.show(data)
-        raise ConfigError(f"{source}: expected a mapping of config keys at the top, got {got}")
-    document = config_schema.validate_document(data, source)
+    if isinstance(data, Mapping) and (config := build_plain(data, name)) is not None:
+        declared = data.get("name")  # plain checks only: no pydantic import (plain.py)
+    else:
+        # Imported here: pydantic costs a tenth of a start, and most documents never need it.
+        from server.model_config import schema as config_schema
+
+        if not isinstance(data, Mapping):
+            got = config_schema.show(data)
+            raise ConfigError(f"{source}: expected a mapping of config keys at the top, got {got}")
+        document = config_schema.validate_document(data, source)
+        declared = document.name
+        config = _build(document, name)
     problems: list[str] = []
-    if document.name is not None and document.name != name:
-        problems.append(f"name: expected the model folder name {name!r}, got {document.name!r}")
-    config = _build(document, name)
+    if declared is not None and declared != name:
+        problems.append(f"name: expected the model folder name {name!r}, got {declared!r}")
     problems += check_unique_names(config)
     problems += check_batching(config)
     problems += check_warmup(config)
@@ -112,7 +129,7 @@ def parse_config_dict(data: Mapping[str, Any], name: str, source: str) -> ModelC
     return config
 
 
-def _build(document: config_schema.ConfigDocument, name: str) -> ModelConfig:
+def _build(document: ConfigDocument, name: str) -> ModelConfig:
     batching = document.dynamic_batching
     return ModelConfig(
         name=name,
@@ -135,18 +152,18 @@ def _build(document: config_schema.ConfigDocument, name: str) -> ModelConfig:
     )
 
 
-def _tensor(tensor: config_schema.TensorSchema) -> TensorConfig:
+def _tensor(tensor: TensorSchema) -> TensorConfig:
     return TensorConfig(tensor.name, tensor.datatype, tuple(tensor.dims))
 
 
-def _dynamic_batching(batching: config_schema.DynamicBatchingSchema) -> DynamicBatching:
+def _dynamic_batching(batching: DynamicBatchingSchema) -> DynamicBatching:
     given = batching.model_dump(exclude_unset=True)
     if "preferred_batch_size" in given:
         given["preferred_batch_size"] = tuple(given["preferred_batch_size"])
     return DynamicBatching(**given)
 
 
-def _version_policy(policy: config_schema.VersionPolicySchema | None) -> VersionPolicy:
+def _version_policy(policy: VersionPolicySchema | None) -> VersionPolicy:
     if policy is None:
         return VersionPolicy()
     if policy.all:
@@ -156,6 +173,6 @@ def _version_policy(policy: config_schema.VersionPolicySchema | None) -> Version
     return VersionPolicy(latest=policy.latest)
 
 
-def _warmup(warmup: config_schema.WarmupSchema) -> Warmup:
+def _warmup(warmup: WarmupSchema) -> Warmup:
     inputs = tuple(WarmupInput(i.name, i.datatype, tuple(i.dims), i.fill) for i in warmup.inputs)
     return Warmup(warmup.name, warmup.batch_size, warmup.count, inputs)

@@ -118,6 +118,7 @@ class VersionStatistics:
         self.compute_input = Duration()
         self.compute_infer = Duration()
         self.compute_output = Duration()
+        self._compute = (self.compute_input, self.compute_infer, self.compute_output)
         # Response cache lookups (and decoding) that answered, and lookups plus stores that did
         # not; a hit also counts as a success, but never as a queue wait, execution or inference.
         self.cache_hit = Duration()
@@ -164,6 +165,12 @@ class VersionStatistics:
         self._last_ns = ns
         self.execution_count += 1
         self.inference_count += times.rows
+        # Every request of a successful execution is counted with the execution's times (as
+        # Triton does): added here once per execution rather than once per request.
+        requests = times.requests
+        for duration, value in zip(self._compute, ns, strict=True):
+            duration.count += requests
+            duration.ns += value * requests
         batch = self.batches.get(times.rows)
         if batch is None:
             batch = self.batches[times.rows] = BatchTimes()
@@ -181,10 +188,6 @@ class VersionStatistics:
             wait = pending.compute_start - pending.queue_start
             self.queue.add(int(wait * NS_PER_SECOND))
             self.queue_seconds.observe(wait)
-            input_ns, infer_ns, output_ns = self._last_ns
-            self.compute_input.add(input_ns)
-            self.compute_infer.add(infer_ns)
-            self.compute_output.add(output_ns)
         end = pending.compute_end  # 0 when it never ran (expired or failed while queued)
         if self.slow_seconds and end and end - pending.queue_start > self.slow_seconds:
             self._log_slow(pending, error)
@@ -233,6 +236,7 @@ class VersionStatistics:
         other.outcomes = self.outcomes.copy()
         for attr in _DURATIONS:
             setattr(other, attr, getattr(self, attr).copy())
+        other._compute = (other.compute_input, other.compute_infer, other.compute_output)
         other.batches = {rows: b.copy() for rows, b in self.batches.items()}
         for attr in _HISTOGRAMS:
             setattr(other, attr, getattr(self, attr).copy())

@@ -279,11 +279,18 @@ class ModelRepositoryManager:
         entry.statuses[version] = VersionStatus(name, version, ModelState.READY)
         entry.refresh_latest()
         log.info(
-            "model '%s' version %d: ready in %.2fs on %s",
+            "model '%s' version %d: ready in %.2fs (warm-up %.2fs) on %s",
             name,
             version,
             loaded.load_seconds,
+            loaded.warmup_seconds,
             ", ".join(loaded.providers),
+            extra={
+                "model": name,
+                "version": str(version),
+                "load_seconds": round(loaded.load_seconds, 4),
+                "warmup_seconds": round(loaded.warmup_seconds, 4),
+            },
         )
         if old is not None:
             self._retire_later(old)

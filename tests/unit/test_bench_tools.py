@@ -1,4 +1,4 @@
-"""bench/: cell repositories really switch batching; the target ratios are computed right."""
+"""bench/: cell repositories really switch batching; the targets are computed right."""
 
 from __future__ import annotations
 
@@ -22,28 +22,55 @@ def test_batching_off_drops_dynamic_batching_and_on_sets_delay_zero(tmp_path: Pa
     assert model.stat().st_size > 0
 
 
-def _cell(model: str, batching: str, concurrency: int, throughput: float, p50: float) -> Cell:
+def _cell(
+    model: str, batching: str, concurrency: int, throughput: float, p50: float, stream: bool = False
+) -> Cell:
     result = LoadResult(throughput, p50, p50 * 2, 0)
-    return Cell(model, batching, concurrency, "perf_analyzer", result, 1.0, 0.2, 1.0)
+    return Cell(model, batching, concurrency, "perf_analyzer", result, 1.0, 0.2, 1.0, stream)
 
 
-def test_targets_are_the_three_ratios_of_the_issue() -> None:
+def _column(rows: list[str], index: int) -> list[str]:
+    return [r.split("|")[index].strip() for r in rows]
+
+
+def test_targets_are_the_lines_of_the_issue_each_from_this_run() -> None:
     cells = [
         _cell("tabular", "off", 1, 1500.0, 0.60),
-        _cell("tabular", "on", 1, 1480.0, 0.63),
-        _cell("tabular", "off", 16, 1400.0, 11.0),
-        _cell("tabular", "on", 16, 2800.0, 5.5),
-        _cell("image", "on", 16, 300.0, 50.0),
+        _cell("tabular", "on", 1, 1480.0, 0.55),
+        _cell("tabular", "off", 16, 3000.0, 5.0),
+        _cell("tabular", "on", 16, 4000.0, 4.0),
+        _cell("tabular", "on", 16, 5200.0, 3.0, stream=True),
+        _cell("tabular", "off", 64, 2600.0, 25.0),
+        _cell("image", "off", 1, 300.0, 3.0),
+        _cell("image", "on", 1, 300.0, 3.3),
+        _cell("image", "on", 16, 380.0, 50.0),
     ]
     ceiling = [CeilingResult("image", 8, 2, 400.0, 20.0, 25.0)]
-    rows = targets(cells, ceiling, light="tabular", heavy="image").splitlines()[2:]
-    assert [r.split("|")[2].strip() for r in rows] == ["2.00", "1.05", "0.75"]
-    assert [r.split("|")[4].strip() for r in rows] == ["yes", "yes", "yes"]
+    floor = {1: LoadResult(2500.0, 0.45, 0.9, 0), 16: LoadResult(4600.0, 3.0, 6.0, 0)}
+    floor[64] = LoadResult(5000.0, 12.0, 20.0, 0)
+    rows = targets(cells, ceiling, floor, (0.48, 140.0), "tabular", "image").splitlines()[2:]
+    assert _column(rows, 2) == [
+        "0.87",  # 4000 / 4600
+        "0.65",  # 3000 / 4600
+        "0.52",  # 2600 / 5000
+        "0.10",  # 0.55 - 0.45 ms
+        "0.92",  # tabular on / off at concurrency 1
+        "1.10",  # image on / off
+        "333.33",  # 1 core * 1e6 / 3000 requests/s
+        "1.30",  # 5200 / 4000
+        "0.95",  # 380 / 400
+        "0.48",
+        "140.00",
+    ]
+    assert _column(rows, 4) == [
+        "yes", "yes", "no", "yes", "yes", "no", "yes", "yes", "yes", "yes", "yes",
+    ]  # fmt: skip
 
 
 def test_a_missing_or_failed_cell_reads_not_met() -> None:
     failed = _cell("tabular", "on", 16, 0.0, 0.0)
     failed.result.failure = "perf_analyzer: Failed to obtain stable measurement."
-    rows = targets([failed], [], light="tabular", heavy="image").splitlines()[2:]
+    rows = targets([failed], [], {}, None, "tabular", "image").splitlines()[2:]
     assert all(r.split("|")[2].strip() == "n/a" and r.endswith("| no |") for r in rows)
     assert "Failed to obtain stable measurement" in cell_table([failed])
+    assert "| n/a |" in cell_table([failed])  # no CPU per request without throughput

@@ -79,3 +79,35 @@ def test_stop_finishes_the_jobs_already_submitted() -> None:
         return results, worker._thread.is_alive()
 
     assert asyncio.run(main()) == ([0, 1, 2], False)
+
+
+def test_run_then_hands_result_or_error_to_the_callback_on_the_loop_thread() -> None:
+    def divide(a: int, b: int) -> float:
+        return a / b
+
+    async def main() -> list[tuple[str, object, str, bool]]:
+        worker = InstanceThread("test-run")
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[str, object, str, bool]] = []
+        both = loop.create_future()
+
+        def done(context: str, value: object, error: BaseException | None) -> None:
+            on_loop = threading.get_ident() == loop_thread
+            seen.append((context, value, type(error).__name__, on_loop))
+            if len(seen) == 2:
+                both.set_result(None)
+
+        loop_thread = threading.get_ident()
+        try:
+            worker.run_then(loop, divide, (6, 3), done, "first")
+            worker.run_then(loop, divide, (1, 0), done, "second")
+            await asyncio.wait_for(both, 10)
+            return seen
+        finally:
+            worker.stop()
+            worker.join(10)
+
+    assert asyncio.run(main()) == [
+        ("first", 2.0, "NoneType", True),
+        ("second", None, "ZeroDivisionError", True),
+    ]
