@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import csv
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
+
+from clients.load import LoadResult
 
 BENCH = Path(__file__).resolve().parent
 PERF_ANALYZER = BENCH / ".venv-perf" / "bin" / "pa"  # wrapper written by bench/setup.sh
-
-
-@dataclass
-class LoadResult:
-    throughput: float  # successful inferences per second
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    failure: str = ""  # why the run produced no numbers, if it did not
+__all__ = ["LoadResult", "available", "run"]
 
 
 def available() -> bool:

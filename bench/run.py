@@ -119,7 +119,7 @@ def measure_cell(
 
 def _aio_load(address: str, model: str, concurrency: int, args: argparse.Namespace) -> LoadResult:
     command = [
-        sys.executable, "-m", "bench.aio_load", "--address", address, "--model", model,
+        sys.executable, "-m", "clients.load", "--address", address, "--model", model,
         "--concurrency", str(concurrency), "--seconds", str(args.seconds * 3),
         "--channels", str(args.channels),
     ]  # fmt: skip

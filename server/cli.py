@@ -12,6 +12,7 @@ from clients import cli as client_cli
 from server.errors import ConfigError, ListenError
 from server.observability.logs import FORMATS, LEVELS, configure_logging
 from server.repository.control_mode import ControlMode
+from server.tools import commands as tool_commands
 
 # The server's own modules (onnxruntime, the repository, the gRPC frontend) are imported by the
 # commands that need them, so client commands such as `onnxserve health` start quickly.
@@ -256,7 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _check_parser(sub)
-    commands = {"serve": _run_serve, "check": _run_check, **client_cli.register(sub)}
+    commands = {
+        "serve": _run_serve,
+        "check": _run_check,
+        **tool_commands.register(sub),
+        **client_cli.register(sub),
+    }
     args = parser.parse_args(argv)
     if args.command != "serve":
         gc.enable()  # off for start-up only (server/__main__.py)

@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from server import datatypes
 from server.backends.cpu_limits import usable_cores
-from server.errors import ConfigError, InvalidArgumentError
+from server.errors import ConfigError, InvalidArgumentError, UnavailableError
 from server.model_config import (
     ModelConfig,
     ModelSignature,
@@ -50,8 +50,9 @@ _shared_arena = False  # registered with ORT's environment, once per process
 class OrtInstance:
     """One InferenceSession; the scheduler gives it one batch at a time."""
 
-    def __init__(self, session: ort.InferenceSession) -> None:
+    def __init__(self, session: ort.InferenceSession, model: str = "") -> None:
         self.session = session
+        self._model = model
         self._run = session.run
         # A failed run reaches the scheduler as an exception, which it logs in the server's own
         # format; ORT's copy of it on stderr would print every failure twice.
@@ -59,7 +60,16 @@ class OrtInstance:
         self._options.log_severity_level = 4  # fatal only
 
     def run(self, output_names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._run(list(output_names), feeds, self._options)
+        try:
+            return self._run(list(output_names), feeds, self._options)
+        except Exception:
+            if not self._options.terminate:
+                raise
+        # Stopped on purpose (see terminate): the client hears why, the log has the warning.
+        raise UnavailableError(
+            f"model '{self._model}': the run was stopped because the model was unloaded "
+            "(the shutdown timeout passed)"
+        )
 
     def terminate(self) -> None:
         """Makes a run in progress (and any later one) fail at its next node: unload only."""
@@ -143,7 +153,7 @@ def create_instances(model_file: Path, config: ModelConfig) -> tuple[list[OrtIns
             session = ort.InferenceSession(
                 model_bytes, sess_options=options, providers=names, provider_options=opts
             )
-            instances.append(OrtInstance(session))
+            instances.append(OrtInstance(session, config.name))
     except OSError as error:
         raise ConfigError(f"{model_file}: cannot read the model: {error.strerror}") from error
     except Exception as error:  # ORT raises its own exception types for broken models

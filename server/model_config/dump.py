@@ -60,10 +60,11 @@ _Dumper.add_representer(list, _represent_list)
 _Dumper.add_representer(str, _represent_str)
 
 
-def dump_yaml(config: ModelConfig) -> str:
-    """config_to_dict(config) as config.yaml text."""
+def dump_yaml(config: ModelConfig | dict[str, Any]) -> str:
+    """config_to_dict(config) as config.yaml text (or plain data in that layout, as it is)."""
+    data = config if isinstance(config, dict) else config_to_dict(config)
     return yaml.dump(
-        config_to_dict(config),
+        data,
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,

@@ -20,10 +20,6 @@ from tests.models import build_add_constant, build_double, build_identity, build
 MODELS = ["double", "identity_bytes", "slow", "spare", "versioned"]
 
 
-# Shutdown (--shutdown-timeout 1) stops a slow run a test left behind.
-pytestmark = pytest.mark.server_errors("Exiting due to terminate flag")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, start_module_server) -> ServerProcess:
     repo = tmp_path_factory.mktemp("clients-repo")

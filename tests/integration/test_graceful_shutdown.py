@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tritonclient.grpc as triton
 
 from tests.harness import ServerProcess
@@ -75,7 +74,6 @@ SHUTDOWN_TIMEOUT = 3.0
 EXIT_MARGIN = 2.5
 
 
-@pytest.mark.server_errors("Exiting due to terminate flag")
 def test_one_shutdown_timeout_bounds_the_whole_drain(
     start_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
@@ -109,4 +107,7 @@ def test_one_shutdown_timeout_bounds_the_whole_drain(
     assert SHUTDOWN_TIMEOUT <= took < SHUTDOWN_TIMEOUT + EXIT_MARGIN, took
     assert code == 0, server.logs()
     assert len(outcome) == 1 and isinstance(outcome[0], triton.InferenceServerException)
-    assert "shutdown complete" in server.logs()
+    # The stopped run is a warning, not an ERROR (the fixture fails the test on one).
+    logs = server.logs()
+    assert "model 'slow' version 1: stopping 1 execution(s) still running" in logs
+    assert "shutdown complete" in logs

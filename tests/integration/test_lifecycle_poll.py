@@ -26,8 +26,8 @@ POLL_SECONDS = 0.5
 WAIT_SECONDS = 60.0  # generous: two scans plus a load, on a busy 2-core machine
 
 
-# The tests break models on purpose.
-pytestmark = pytest.mark.server_errors("failed to load: .*INVALID_PROTOBUF")
+# The tests break models on purpose, and the poller may catch a folder half written.
+pytestmark = pytest.mark.server_errors("failed to load")
 
 
 # Each test changes the repository (and so the server's state): each gets its own, so that any
@@ -118,7 +118,11 @@ def test_a_broken_new_version_leaves_the_old_one_serving(
     client: triton.InferenceServerClient, repo: Path
 ) -> None:
     write_model(repo, "versioned", 2, b"half a model", None)
-    wait_for(lambda: ("versioned", "2") in index(client), "version 2 was tried")
+    # Listed as LOADING first: wait for the load's outcome.
+    wait_for(
+        lambda: index(client).get(("versioned", "2"), ("", ""))[0] not in ("", "LOADING"),
+        "version 2 was tried",
+    )
     state, reason = index(client)[("versioned", "2")]
     assert state == "UNAVAILABLE" and "cannot load the model" in reason
     assert index(client)[("versioned", "1")] == ("READY", "")

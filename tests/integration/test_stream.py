@@ -22,10 +22,6 @@ METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 SLOW_MS = 2000  # the running request outlasts the release of the queued ones
 
 
-# Shutdown (--shutdown-timeout 1) stops the slow run a cancelled stream left behind.
-pytestmark = pytest.mark.server_errors("Exiting due to terminate flag")
-
-
 def build_batch_rows(repo: Path, name: str = "batch_rows") -> None:
     """ROWS (INT64 [1]): every row holds the number of rows of the batch it ran in.
 

@@ -12,7 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-CONTRACTS = 6
+CONTRACTS = 7
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -44,6 +44,7 @@ def broken_tree(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Complete
         "server/validation.py": "import onnxruntime  # noqa",
         "server/scheduling/policy.py": "from server.backends import onnxruntime  # noqa",
         "server/errors.py": "from server import inference  # noqa",
+        "server/tools/progress.py": "import grpc  # noqa",
         "server/cache/local.py": "import redis  # noqa",
     }
     for path, line in additions.items():
@@ -61,6 +62,7 @@ def broken_tree(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Complete
         ("only the response cache's Redis store imports redis", "server.cache.local -> redis"),
         ("server.scheduling imports no transport", "server.scheduling.policy -> server.backends"),
         ("errors, datatypes and model_config", "server.errors -> server.inference"),
+        ("optimize and tune, and the launcher", "server.tools.progress -> grpc"),
     ],
 )
 def test_each_contract_catches_its_violation(
