@@ -16,7 +16,7 @@ MODEL_CONTROL_MODE ?= poll
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,protos]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -27,8 +27,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check server clients tests bench tools
-	$(BIN)/ruff format --check server clients tests bench tools
+	$(BIN)/ruff check server clients tests bench tools deploy
+	$(BIN)/ruff format --check server clients tests bench tools deploy
 	$(BIN)/lint-imports --no-logo
 
 # Regenerates server/grpc/generated/ from protos/ (a test checks the two agree).
@@ -49,3 +49,25 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Container image (docs/deployment.md). The wheels are downloaded on the host, so the build needs
+# no network inside a container; BASE_IMAGE=onnxserve-base:bookworm builds on `make base-image`.
+# Each target runs under deploy/docker/with-docker.sh: it installs docker.io and debootstrap when
+# missing, starts dockerd when none answers and stops what it started.
+IMAGE ?= onnxserve
+BASE_IMAGE ?= python:3.11-slim-bookworm
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WITH_DOCKER := bash deploy/docker/with-docker.sh
+
+.PHONY: base-image image image-test
+
+base-image:
+	$(WITH_DOCKER) bash deploy/docker/base-image.sh onnxserve-base:bookworm
+
+image: $(STAMP)
+	bash deploy/docker/download-wheels.sh $(BIN)/python build/image/wheels
+	$(WITH_DOCKER) bash deploy/docker/build-image.sh $(BASE_IMAGE) $(IMAGE) $(VERSION)
+
+# Smoke-tests $(IMAGE):latest (building the base and the image first when it is missing).
+image-test: $(STAMP)
+	$(WITH_DOCKER) bash deploy/docker/image-test.sh $(BIN)/python $(IMAGE)

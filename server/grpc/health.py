@@ -1,7 +1,10 @@
 """The standard gRPC health service (grpc.health.v1) on the inference port.
 
 Service "" (and the inference service's own name) is the server's readiness, the same answer as
-ServerReady; any other service name is a model, SERVING while one of its versions is READY.
+ServerReady; service "liveness" is the process's liveness, SERVING whenever this handler runs
+(the event loop is turning), whatever the models' states, so that a Kubernetes liveness probe
+never restarts a pod that is loading models or holds a failed one; any other service name is a
+model, SERVING while one of its versions is READY (a model named "liveness" is shadowed).
 Statuses are read from the data plane at each call, so they follow loads, reloads and unloads
 without being told.
 """
@@ -22,6 +25,7 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 SERVER_SERVICES = frozenset({"", SERVICE})
+LIVENESS = "liveness"
 # Watch streams look for a change this often.
 WATCH_INTERVAL = 1.0
 
@@ -33,6 +37,8 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
     def status(self, service: str) -> int:
         dataplane = self._dataplane
+        if service == LIVENESS:
+            return SERVING  # answering at all proves the loop runs
         if service in SERVER_SERVICES:
             return SERVING if dataplane.ready() else NOT_SERVING
         if dataplane.model_ready(service):
