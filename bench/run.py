@@ -92,7 +92,7 @@ def measure_cell(
         csv_path, log_path = args.out / f"{name}.csv", args.out / f"{name}.perf_analyzer.log"
         window_ms = int(args.seconds * 1000)
         result = perf_analyzer.run(
-            server.address, model, concurrency, window_ms, csv_path, log_path, stream
+            server.address, model, concurrency, window_ms, csv_path, log_path, streaming=stream
         )
     elif stream:
         generator = "-"
