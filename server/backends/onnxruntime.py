@@ -41,8 +41,6 @@ _EXECUTION_MODES = {
 }
 # ORT's ArenaExtendStrategy values.
 _ARENA_STRATEGY = {"next_power_of_two": 0, "same_as_requested": 1}
-# Idle intra-op threads spin before they sleep (ORT's default); bench/ort_threads.py measures it.
-ALLOW_SPINNING = True
 _shared_arena_lock = threading.Lock()
 _shared_arena = False  # registered with ORT's environment, once per process
 
@@ -99,7 +97,8 @@ def choose_providers(config: ModelConfig) -> list[tuple[str, dict[str, str]]]:
 def session_options(
     session: SessionConfig, instance_count: int, spinning: bool | None = None
 ) -> ort.SessionOptions:
-    """spinning None: the server's default (ALLOW_SPINNING); bench/ort_threads.py compares."""
+    """spinning None: the config's session.intra_op_allow_spinning (bench/ort_threads.py
+    compares both)."""
     options = ort.SessionOptions()
     threads = session.intra_op_num_threads
     if threads == 0:
@@ -107,7 +106,7 @@ def session_options(
         threads = max(1, usable_cores() // max(1, instance_count))
     options.intra_op_num_threads = threads
     if spinning is None:
-        spinning = ALLOW_SPINNING
+        spinning = session.intra_op_allow_spinning
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.inter_op_num_threads = session.inter_op_num_threads
     options.graph_optimization_level = _OPTIMIZATION_LEVELS[session.graph_optimization_level]

@@ -153,6 +153,7 @@ class SessionSchema(_Schema):
     enable_cpu_mem_arena: Bool = True
     enable_mem_pattern: Bool = False  # see SessionConfig
     arena_extend_strategy: Literal["next_power_of_two", "same_as_requested"] = "next_power_of_two"
+    intra_op_allow_spinning: Bool = True
 
 
 class InstanceGroupSchema(_Schema):

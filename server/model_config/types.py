@@ -41,6 +41,8 @@ class SessionConfig:
     # Off: ORT plans memory per input shape, so varying batch sizes grew RSS by half (README).
     enable_mem_pattern: bool = False
     arena_extend_strategy: str = "next_power_of_two"  # next_power_of_two | same_as_requested
+    # Idle intra-op threads spin before sleeping: lower latency, a busy core while idle.
+    intra_op_allow_spinning: bool = True
 
 
 @dataclass(frozen=True, slots=True)

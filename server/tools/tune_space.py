@@ -14,7 +14,14 @@ from typing import Any
 from server.backends.cpu_limits import usable_cores
 from server.model_config import DynamicBatching, ModelConfig
 
-AXES = ("instances", "threads", "max_batch_size", "preferred_batch_size", "queue_delay")
+AXES = (
+    "instances",
+    "threads",
+    "spinning",
+    "max_batch_size",
+    "preferred_batch_size",
+    "queue_delay",
+)
 BATCHING_AXES = ("max_batch_size", "preferred_batch_size", "queue_delay")
 _BATCH_SIZES = (1, 4, 16, 64)
 _QUEUE_DELAYS_US = (0, 500, 2000)
@@ -44,6 +51,7 @@ def current(config: ModelConfig, axis: str) -> Any:
     return {
         "instances": config.instance_group.count,
         "threads": config.session.intra_op_num_threads,
+        "spinning": config.session.intra_op_allow_spinning,
         "max_batch_size": config.max_batch_size,
         "preferred_batch_size": batching.preferred_batch_size if batching else (),
         "queue_delay": batching.max_queue_delay_microseconds if batching else 0,
@@ -64,6 +72,8 @@ def values(config: ModelConfig, axis: str) -> list[Any]:
         options: list[Any] = sorted({1, 2, cores})
     elif axis == "threads":
         options = sorted({1, cores})
+    elif axis == "spinning":
+        options = [False, True]
     elif axis == "max_batch_size":
         options = list(_BATCH_SIZES)
     elif axis == "preferred_batch_size":
@@ -96,7 +106,18 @@ def parse_values(text: str) -> tuple[str, list[Any]]:
         raise ValueError(f"expected AXIS=V1,V2 with AXIS one of {', '.join(AXES)}, got {text!r}")
     if axis == "preferred_batch_size":
         return axis, [tuple(int(v) for v in item.split("/") if v) for item in listed.split(",")]
+    if axis == "spinning":
+        return axis, [_flag(v) for v in listed.split(",") if v.strip()]
     return axis, [int(v) for v in listed.split(",") if v.strip()]
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"spinning: expected true or false, got {text!r}")
 
 
 def combined(winners: list[Candidate]) -> Candidate | None:
@@ -141,5 +162,6 @@ def apply(config: ModelConfig, candidate: Candidate) -> ModelConfig:
         session=dataclasses.replace(
             config.session,
             intra_op_num_threads=s.get("threads", config.session.intra_op_num_threads),
+            intra_op_allow_spinning=s.get("spinning", config.session.intra_op_allow_spinning),
         ),
     )

@@ -29,3 +29,9 @@ def test_default_threads_share_the_usable_cores(
 def test_configured_threads_are_kept(four_of_sixty_four_cores: None) -> None:
     options = session_options(SessionConfig(intra_op_num_threads=6, inter_op_num_threads=2), 2)
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (6, 2)
+
+
+@pytest.mark.parametrize(("allow", "entry"), [(True, "1"), (False, "0")])
+def test_spinning_follows_the_config(allow: bool, entry: str) -> None:
+    options = session_options(SessionConfig(intra_op_allow_spinning=allow), 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry

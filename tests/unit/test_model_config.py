@@ -59,6 +59,7 @@ session:
   enable_cpu_mem_arena: true
   enable_mem_pattern: false
   arena_extend_strategy: next_power_of_two
+  intra_op_allow_spinning: true
 instance_group: {count: 1, kind: auto}
 dynamic_batching:
   max_queue_delay_microseconds: 500
@@ -313,7 +314,8 @@ def test_other_backend_is_an_error() -> None:
             {"session": {"intra_op_threads": 2}},
             "session.intra_op_threads: unknown key; did you mean 'intra_op_num_threads'? valid"
             " keys here: intra_op_num_threads, inter_op_num_threads, graph_optimization_level,"
-            " execution_mode, enable_cpu_mem_arena, enable_mem_pattern, arena_extend_strategy",
+            " execution_mode, enable_cpu_mem_arena, enable_mem_pattern, arena_extend_strategy,"
+            " intra_op_allow_spinning",
         ),
         (
             {"inputs": [{"name": "x", "datatype": "FP32", "dims": [1], "shape": [1]}]},
