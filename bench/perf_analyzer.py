@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import subprocess
 from pathlib import Path
 
-from clients.load import LoadResult
+from server.tools.load_runner import LoadResult, read_perf_analyzer_csv
 
 BENCH = Path(__file__).resolve().parent
 PERF_ANALYZER = BENCH / ".venv-perf" / "bin" / "pa"  # wrapper written by bench/setup.sh
@@ -57,11 +56,4 @@ def run(
         errors = [line for line in lines if "had error" in line]
         why = (errors or lines or ["no output"])[-1].strip()
         return LoadResult(0.0, 0.0, 0.0, max(1, len(errors)), f"perf_analyzer: {why}")
-    with open(csv_path, newline="") as f:
-        row = next(csv.DictReader(f))
-    return LoadResult(
-        throughput=float(row["Inferences/Second"]),
-        p50_ms=float(row["p50 latency"]) / 1000,
-        p99_ms=float(row["p99 latency"]) / 1000,
-        errors=0,
-    )
+    return read_perf_analyzer_csv(csv_path)

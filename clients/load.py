@@ -14,25 +14,16 @@ import asyncio
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
 from server import datatypes
 from server.grpc.generated import grpc_service_pb2 as pb
+from server.tools.load_runner import LoadResult
 
 _INFER = "/inference.GRPCInferenceService/ModelInfer"
 _METADATA = "/inference.GRPCInferenceService/ModelMetadata"
-
-
-@dataclass
-class LoadResult:
-    throughput: float  # successful inferences per second
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    failure: str = ""  # why the run produced no numbers, if it did not
 
 
 def _identity(data: bytes) -> bytes:

@@ -17,13 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
-class Load:
+@dataclass
+class LoadResult:
+    """What one load run measured; the bench and the packaged generator report the same form."""
+
     throughput: float  # successful inferences per second
     p50_ms: float
     p99_ms: float
     errors: int
-    failure: str = ""
+    failure: str = ""  # why the run produced no numbers, if it did not
+
+
+def read_perf_analyzer_csv(csv_path: Path) -> LoadResult:
+    """perf_analyzer's -f file: one row for the one concurrency it ran (latencies in us)."""
+    with open(csv_path, newline="") as f:
+        row = next(csv.DictReader(f))
+    return LoadResult(
+        throughput=float(row["Inferences/Second"]),
+        p50_ms=float(row["p50 latency"]) / 1000,
+        p99_ms=float(row["p99 latency"]) / 1000,
+        errors=0,
+    )
 
 
 def perf_analyzer() -> str | None:
@@ -32,7 +46,7 @@ def perf_analyzer() -> str | None:
 
 def run_load(
     generator: str, address: str, model: str, concurrency: int, seconds: float, warmup: float
-) -> Load:
+) -> LoadResult:
     if generator == "perf_analyzer":
         return _perf_analyzer(address, model, concurrency, seconds)
     command = [
@@ -43,11 +57,11 @@ def run_load(
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + warmup + 120)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return Load(0.0, 0.0, 0.0, 1, f"load generator exited {done.returncode}: {tail}")
-    return Load(**json.loads(done.stdout))
+        return LoadResult(0.0, 0.0, 0.0, 1, f"load generator exited {done.returncode}: {tail}")
+    return LoadResult(**json.loads(done.stdout))
 
 
-def _perf_analyzer(address: str, model: str, concurrency: int, seconds: float) -> Load:
+def _perf_analyzer(address: str, model: str, concurrency: int, seconds: float) -> LoadResult:
     binary = perf_analyzer()
     assert binary is not None
     with tempfile.TemporaryDirectory() as scratch:
@@ -63,12 +77,5 @@ def _perf_analyzer(address: str, model: str, concurrency: int, seconds: float) -
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 300)
         if done.returncode != 0 or not csv_path.exists():
             tail = (done.stdout.strip().splitlines() or ["no output"])[-1]
-            return Load(0.0, 0.0, 0.0, 1, f"perf_analyzer: {tail}")
-        with open(csv_path, newline="") as f:
-            row = next(csv.DictReader(f))
-    return Load(
-        throughput=float(row["Inferences/Second"]),
-        p50_ms=float(row["p50 latency"]) / 1000,
-        p99_ms=float(row["p99 latency"]) / 1000,
-        errors=0,
-    )
+            return LoadResult(0.0, 0.0, 0.0, 1, f"perf_analyzer: {tail}")
+        return read_perf_analyzer_csv(csv_path)
