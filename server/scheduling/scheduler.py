@@ -26,6 +26,7 @@ from server.errors import (
     UnavailableError,
 )
 from server.inference import InferenceRequest
+from server.scheduling import fine_timer
 from server.scheduling.observer import ExecutionTimes, NullObserver, SchedulerObserver
 from server.scheduling.payload import merge_inputs, output_names_for, split_outputs
 from server.scheduling.pending import PendingRequest, RequestState
@@ -355,7 +356,8 @@ class Scheduler:
         loop = self._loop
         assert loop is not None
         self._wakeup = waiter = loop.create_future()
-        handle = loop.call_at(wake_at, self._wake) if wake_at is not None else None
+        # The batching delay may be far below epoll's millisecond: fine_timer keeps it.
+        handle = fine_timer.call_at(loop, wake_at, self._wake) if wake_at is not None else None
         try:
             await waiter
         finally:
