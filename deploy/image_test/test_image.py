@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.image_test.containers import IMAGE, Container, docker, readable_copy
 from tests.models import build_slow
+from tests.slow_requests import SlowRequests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "model_repository"
@@ -198,16 +198,6 @@ def test_kserve_entrypoint_serves_each_storage_layout(started, tmp_path, layout)
     assert_exact_inference(container.grpc_address, "tabular")
 
 
-def held(container: Container, model: str) -> int:
-    text = metrics(container)
-    total = 0
-    for metric in ("onnxserve_queue_depth", "onnxserve_executions_in_flight"):
-        match = re.search(rf'^{metric}{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M)
-        assert match, f"{metric} is missing from /metrics"
-        total += int(float(match.group(1)))
-    return total
-
-
 def test_sigterm_under_load_exits_0_with_no_failed_request(started, tmp_path) -> None:
     requests = 8
     repo = tmp_path / "shared" / "models"
@@ -215,30 +205,10 @@ def test_sigterm_under_load_exits_0_with_no_failed_request(started, tmp_path) ->
     readable_copy(tmp_path / "built", repo)
     container = run(started, repo)
     container.wait_ready()
-    results: list[object] = [None] * requests
-
-    def one(index: int) -> None:
-        tensor = triton.InferInput("INPUT0", [1, 1], "FP32")
-        tensor.set_data_from_numpy(np.full((1, 1), index, np.float32))
-        with triton.InferenceServerClient(container.grpc_address) as client:
-            try:
-                result = client.infer("slow", [tensor], client_timeout=60)
-                results[index] = float(result.as_numpy("OUTPUT0")[0, 0])
-            except Exception as error:  # noqa: BLE001 - reported by the assertion below
-                results[index] = error
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(requests)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    # Every request has reached the server (one row per execution: one runs, the rest queue).
-    while held(container, "slow") + sum(r is not None for r in results) < requests:
-        assert time.monotonic() < deadline, "the requests did not reach the server"
-        time.sleep(0.01)  # pacing between polls of /metrics
+    load = SlowRequests(container.grpc_address, container.ports["metrics"], requests)
+    load.start_and_wait_arrived()
     docker("kill", "--signal", "SIGTERM", container.name)
-    for thread in threads:
-        thread.join(60)
-    assert results == [float(i) for i in range(requests)]
+    assert load.join() == [float(i) for i in range(requests)]
     assert container.wait_exit() == 0
     assert "shutdown complete" in container.logs()
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,23 +12,12 @@ import numpy as np
 import tritonclient.grpc as triton
 
 from tests.harness import ServerProcess
+from tests.integration.observability import held
 from tests.models import build_slow
+from tests.slow_requests import SlowRequests
 
 REQUESTS = 8
 MILLISECONDS = 150.0
-
-
-def held_by_server(server: ServerProcess) -> int:
-    """Requests of model 'slow' queued or running, from /metrics."""
-    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    held = 0
-    for metric in ("onnxserve_queue_depth", "onnxserve_executions_in_flight"):
-        match = re.search(rf'^{metric}{{[^}}]*model="slow"[^}}]*}} (\S+)$', text, re.MULTILINE)
-        assert match, f"{metric} is missing from /metrics"
-        held += int(float(match.group(1)))
-    return held
 
 
 def test_sigterm_finishes_queued_requests_and_exits_0(
@@ -39,30 +26,10 @@ def test_sigterm_finishes_queued_requests_and_exits_0(
     # One row per execution, so the requests queue up behind each other (about 1.2 s of work).
     build_slow(tmp_path, config={"max_batch_size": 1}, milliseconds=MILLISECONDS)
     server = start_server(tmp_path)
-    results: list[object] = [None] * REQUESTS
-
-    def one(index: int) -> None:
-        tensor = triton.InferInput("INPUT0", [1, 1], "FP32")
-        tensor.set_data_from_numpy(np.full((1, 1), index, np.float32))
-        with triton.InferenceServerClient(server.address) as client:
-            try:
-                result = client.infer("slow", [tensor], client_timeout=60)
-                results[index] = float(result.as_numpy("OUTPUT0")[0, 0])
-            except Exception as error:  # noqa: BLE001 - reported by the assertion below
-                results[index] = error
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(REQUESTS)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    # Every request has reached the server (one row per execution: one runs, the rest queue).
-    while held_by_server(server) + sum(r is not None for r in results) < REQUESTS:
-        assert time.monotonic() < deadline, "the requests did not reach the server"
-        time.sleep(0.01)  # pacing the poll of /metrics
+    load = SlowRequests(server.address, server.metrics_port, REQUESTS)
+    load.start_and_wait_arrived()
     server.signal(signal.SIGTERM)
-    for thread in threads:
-        thread.join(60)
-    assert results == [float(i) for i in range(REQUESTS)]
+    assert load.join() == [float(i) for i in range(REQUESTS)]
     assert server.stop() == 0
     logs = server.logs()
     assert "shutting down" in logs and "shutdown complete" in logs
@@ -94,7 +61,7 @@ def test_one_shutdown_timeout_bounds_the_whole_drain(
     thread = threading.Thread(target=one)
     thread.start()
     deadline = time.monotonic() + 30
-    while held_by_server(server) < 1:  # the execution is running
+    while sum(held(server.metrics_port, "slow")) < 1:  # the execution is running
         assert time.monotonic() < deadline, "the request did not reach the server"
         time.sleep(0.01)  # pacing the poll of /metrics
     assert server.process is not None

@@ -20,7 +20,7 @@ import pytest
 
 from tests import models
 from tests.harness import ServerProcess
-from tests.integration.test_graceful_shutdown import held_by_server
+from tests.integration.observability import held
 
 QUEUE = 2
 SLOW_MS = 150
@@ -87,7 +87,9 @@ def test_a_full_queue_is_429_with_retry_after(server: ServerProcess) -> None:
         accepted += [
             pool.submit(infer, server.http_port, "slow", float(i)) for i in range(1, 1 + QUEUE)
         ]
-        wait_until(lambda: held_by_server(server) == 1 + QUEUE, "the queue did not fill")
+        wait_until(
+            lambda: sum(held(server.metrics_port, "slow")) == 1 + QUEUE, "the queue did not fill"
+        )
         status, headers, body = infer(server.http_port, "slow", 99.0)
         served = [f.result() for f in accepted]
     assert status == 429 and headers["retry-after"] == "1"
@@ -129,7 +131,7 @@ def test_sigterm_finishes_http_requests_in_flight_and_exits_0(
         futures = [pool.submit(infer, server.http_port, "slow", float(i)) for i in range(6)]
         deadline = time.monotonic() + 30
         # Every request has reached the server: queued, running, or answered.
-        while held_by_server(server) + sum(f.done() for f in futures) < 6:
+        while sum(held(server.metrics_port, "slow")) + sum(f.done() for f in futures) < 6:
             assert time.monotonic() < deadline, "the requests did not reach the server"
             time.sleep(0.01)  # pacing the /metrics polls
         server.signal(signal.SIGTERM)
