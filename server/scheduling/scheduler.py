@@ -1,10 +1,12 @@
-"""A model's queue and the loop that feeds its instances: the dynamic batcher.
+"""A model's queue and what feeds its instances: the dynamic batcher.
 
-One asyncio task per model version takes queued requests in arrival order and hands each batch
-to a free instance, whose blocking run happens in a worker thread. Semantics follow Triton's
-dynamic batcher: a batch grows up to the target size while the *oldest* request has waited less
-than the max queue delay; with a delay of 0 whatever is queued goes as soon as an instance is
-free. Models without dynamic batching use the same loop with one request per execution.
+Requests queue in arrival order; a dispatch pass on the event loop hands each batch to a free
+instance, whose blocking run happens in the instance's worker thread. A pass is a plain loop
+callback, not a task: it runs when a request arrives, a batch finishes or a batching delay ends,
+and costs no task step or wake-up future per execution. Semantics follow Triton's dynamic
+batcher: a batch grows up to the target size while the *oldest* request has waited less than
+the max queue delay; with a delay of 0 whatever is queued goes as soon as an instance is free.
+Models without dynamic batching take the same path with one request per execution.
 """
 
 from __future__ import annotations
@@ -74,9 +76,12 @@ class Scheduler:
         self._queued = 0  # requests in state QUEUED; the queue may also hold dead entries
         self._running = 0  # executions handed to an instance thread and not yet finished
         self._drained: asyncio.Future[None] | None = None  # close() waits on it for _running 0
-        self._wakeup: asyncio.Future[None] | None = None
+        self._emptied: asyncio.Future[None] | None = None  # close() waits on it for _queued 0
+        self._dispatch_due = False  # a _dispatch call is scheduled on the loop
+        # Wakes _dispatch when the oldest request's batching delay ends.
+        self._timer: asyncio.TimerHandle | fine_timer.FineHandle | None = None
+        self._timer_at = 0.0
         self._closing = False
-        self._loop_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- public -------------------------------------------------------------------------
@@ -95,7 +100,6 @@ class Scheduler:
             id(instance): InstanceThread(f"run-{self.model}-{n}")
             for n, instance in enumerate(self._instances)
         }
-        self._loop_task = self._loop.create_task(self._run(), name=f"scheduler-{self.model}")
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Queues a validated request and waits for its outputs."""
@@ -142,16 +146,17 @@ class Scheduler:
     async def close(self, timeout: float | None = None) -> None:
         """Stops taking requests, lets queued and running ones finish, then releases threads."""
         self._closing = True
-        self._wake()
         loop = asyncio.get_running_loop()
         # One timeout for both waits: the queue's and the running batches'.
         deadline = None if timeout is None else loop.time() + timeout
-        if self._loop_task is not None:
+        if self._queued and self._loop is not None:
+            self._emptied = loop.create_future()
+            self._wake()  # closing: batches leave without waiting for their delay
             try:
-                await asyncio.wait_for(asyncio.shield(self._loop_task), timeout)
+                await asyncio.wait_for(asyncio.shield(self._emptied), timeout)
             except TimeoutError:
-                self._loop_task.cancel()
                 self._fail_queued(UnavailableError(f"model '{self.model}' was unloaded"))
+        self._set_timer(None)
         if self._running:
             left = None if deadline is None else max(0.0, deadline - loop.time())
             self._drained = loop.create_future()
@@ -164,24 +169,21 @@ class Scheduler:
 
     # --- the loop -----------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                if self._closing and not self._queued:
-                    break
-                if not self._idle:
-                    await self._sleep(None)
-                    continue
+    def _dispatch(self) -> None:
+        """Hands batches to idle instances while the policy lets a batch leave."""
+        self._dispatch_due = False
+        try:
+            while self._idle:
                 batch, wake_at = self._next_batch()
                 if batch is None:
-                    await self._sleep(wake_at)
-                    continue
+                    self._set_timer(wake_at)
+                    break
                 self._launch(self._idle.pop(), batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad batch must never stop the loop
-                log.exception("model '%s': scheduler loop error", self.model)
-        # Let executions still in flight finish; close() waits for them.
+        except Exception:  # one bad batch must never stop the scheduler
+            log.exception("model '%s': scheduler error", self.model)
+        emptied = self._emptied
+        if self._closing and not self._queued and emptied is not None and not emptied.done():
+            emptied.set_result(None)
 
     def _next_batch(self) -> tuple[list[PendingRequest] | None, float | None]:
         queue = self._queue
@@ -324,6 +326,8 @@ class Scheduler:
     def _cancel(self, pending: PendingRequest) -> None:
         if pending.state is QUEUED:
             self._queued -= 1  # the slot is freed here, once; the dead entry is skipped later
+            if self._closing:
+                self._wake()  # close() may be waiting for the queue to empty
         if pending.state is not RequestState.DONE:
             pending.state = RequestState.CANCELLED
         if pending.timer is not None:
@@ -352,20 +356,26 @@ class Scheduler:
                 p.finish(None, error)
                 self._observer.on_request_done(p, error)
 
-    async def _sleep(self, wake_at: float | None) -> None:
-        loop = self._loop
-        assert loop is not None
-        self._wakeup = waiter = loop.create_future()
-        # The batching delay may be far below epoll's millisecond: fine_timer keeps it.
-        handle = fine_timer.call_at(loop, wake_at, self._wake) if wake_at is not None else None
-        try:
-            await waiter
-        finally:
-            self._wakeup = None
-            if handle is not None:
-                handle.cancel()
+    def _set_timer(self, wake_at: float | None) -> None:
+        """One pending wake-up at most: at the oldest batch's deadline, or none."""
+        timer = self._timer
+        if timer is not None:
+            if wake_at == self._timer_at:
+                return
+            timer.cancel()
+            self._timer = None
+        if wake_at is not None and self._loop is not None:
+            # The batching delay may be far below epoll's millisecond: fine_timer keeps it.
+            self._timer = fine_timer.call_at(self._loop, wake_at, self._on_timer)
+            self._timer_at = wake_at
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
 
     def _wake(self) -> None:
-        waiter = self._wakeup
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        """A dispatch pass after the callbacks already due on the loop, so that requests
+        arriving in the same loop iteration can join one batch; one pass is pending at most."""
+        if not self._dispatch_due and self._loop is not None:
+            self._dispatch_due = True
+            self._loop.call_soon(self._dispatch)
