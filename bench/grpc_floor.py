@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -26,6 +28,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `server` impo
 
 from bench import perf_analyzer  # noqa: E402
 from bench.perf_analyzer import LoadResult  # noqa: E402
+from bench.report import floor_table  # noqa: E402
 from bench.run import build_repository  # noqa: E402
 from bench.server_process import BenchServer  # noqa: E402
 from server import datatypes  # noqa: E402
@@ -116,16 +119,24 @@ class FloorServer:
         await server.stop(None)
 
 
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure_floor(
     model: str, concurrencies: list[int], seconds: float, work: Path
-) -> dict[int, LoadResult]:
-    """The floor's throughput and latency per concurrency, as bench/run.py's cells measure."""
+) -> tuple[dict[int, LoadResult], dict[int, float]]:
+    """The floor's throughput and latency per concurrency, as bench/run.py's cells measure, and
+    its CPU per request in microseconds. The floor serves from a thread of this process while
+    the main thread only waits for perf_analyzer, so this process's CPU time is the floor's."""
     work.mkdir(parents=True, exist_ok=True)
     replies, statistics = record_replies(model, work)
-    results = {}
+    results, cpu_us = {}, {}
     with FloorServer(replies, statistics) as floor:
         for concurrency in concurrencies:
-            results[concurrency] = perf_analyzer.run(
+            cpu, start = _own_cpu(), time.monotonic()
+            result = perf_analyzer.run(
                 f"127.0.0.1:{floor.port}",
                 model,
                 concurrency,
@@ -133,7 +144,11 @@ def measure_floor(
                 work / f"floor-c{concurrency}.csv",
                 work / f"floor-c{concurrency}.log",
             )
-    return results
+            cpu, elapsed = _own_cpu() - cpu, time.monotonic() - start
+            results[concurrency] = result
+            if result.throughput and not result.failure:
+                cpu_us[concurrency] = cpu / elapsed / result.throughput * 1e6
+    return results, cpu_us
 
 
 def main() -> int:
@@ -145,13 +160,8 @@ def main() -> int:
     if not perf_analyzer.available():
         parser.error("needs perf_analyzer: run bench/setup.sh")
     with tempfile.TemporaryDirectory() as tmp:
-        results = measure_floor(args.model, args.concurrency, args.seconds, Path(tmp))
-    print("| concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) |\n|---:|---:|---:|---:|")
-    for concurrency, r in results.items():
-        print(
-            f"| {concurrency} | {r.throughput:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |"
-            + (f" {r.failure}" if r.failure else "")
-        )
+        results, cpu_us = measure_floor(args.model, args.concurrency, args.seconds, Path(tmp))
+    print(floor_table(results, cpu_us))
     return 0
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bench.ceiling import CeilingResult
 from bench.perf_analyzer import LoadResult
+
+if TYPE_CHECKING:  # request_path imports the whole server
+    from bench.request_path import PathResult
 
 # Before the request-cost work (issue 13), measured with this bench: server CPU per request,
 # tabular model, batching off, concurrency 16; resident memory once ready (bench/startup.py).
@@ -23,7 +27,7 @@ class Cell:
     server_cpu: float  # cores the server used on average over the cell
     client_cpu: float  # cores the load generator used
     avg_batch: float | None  # rows per model execution, from the server's statistics
-    stream: bool = False  # ModelStreamInfer instead of unary ModelInfer
+    rpc: str = "unary"  # gRPC "unary" ModelInfer, "stream" ModelStreamInfer, or "http"
 
     @property
     def cpu_us(self) -> float | None:
@@ -45,7 +49,7 @@ def cell_table(cells: list[Cell]) -> str:
         batch = "n/a" if c.avg_batch is None else f"{c.avg_batch:.1f}"
         cpu_us = "n/a" if c.cpu_us is None else f"{c.cpu_us:,.0f}"
         lines.append(
-            f"| {c.model} | {c.batching} | {'stream' if c.stream else 'unary'} "
+            f"| {c.model} | {c.batching} | {c.rpc} "
             f"| {c.concurrency} | {r.throughput:,.0f} "
             f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {errors} | {batch} "
             f"| {c.server_cpu:.2f} | {cpu_us} | {c.client_cpu:.2f} |"
@@ -66,32 +70,35 @@ def ceiling_table(rows: list[CeilingResult]) -> str:
     return "\n".join(lines)
 
 
-def floor_table(floor: dict[int, LoadResult]) -> str:
+def floor_table(floor: dict[int, LoadResult], cpu_us: dict[int, float]) -> str:
     lines = [
-        "| concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) |",
-        "|---:|---:|---:|---:|",
+        "| concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) "
+        "| server CPU per request (us) |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for concurrency, r in sorted(floor.items()):
         failed = f" {r.failure}" if r.failure else ""
+        cpu = cpu_us.get(concurrency)
         lines.append(
-            f"| {concurrency} | {r.throughput:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |{failed}"
+            f"| {concurrency} | {r.throughput:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {'n/a' if cpu is None else f'{cpu:,.0f}'} |{failed}"
         )
     return "\n".join(lines)
 
 
 def _cell(
-    cells: list[Cell], model: str, batching: str, concurrency: int, stream: bool = False
+    cells: list[Cell], model: str, batching: str, concurrency: int, rpc: str = "unary"
 ) -> Cell | None:
     for c in cells:
-        if (c.model, c.batching, c.concurrency, c.stream) == (model, batching, concurrency, stream):
+        if (c.model, c.batching, c.concurrency, c.rpc) == (model, batching, concurrency, rpc):
             return None if c.result.failure else c
     return None
 
 
 def _find(
-    cells: list[Cell], model: str, batching: str, concurrency: int, stream: bool = False
+    cells: list[Cell], model: str, batching: str, concurrency: int, rpc: str = "unary"
 ) -> LoadResult | None:
-    cell = _cell(cells, model, batching, concurrency, stream)
+    cell = _cell(cells, model, batching, concurrency, rpc)
     return None if cell is None else cell.result
 
 
@@ -162,7 +169,7 @@ def targets(
         f"<= {BASELINE_CPU_US * 0.6:.0f}",
         cpu is not None and cpu <= BASELINE_CPU_US * 0.6,
     )
-    stream, unary = _find(cells, light, "on", 16, True), _find(cells, light, "on", 16)
+    stream, unary = _find(cells, light, "on", 16, "stream"), _find(cells, light, "on", 16)
     ratio = _ratio(throughput(stream), throughput(unary))
     add(
         f"{light}, concurrency 16, batching on: stream / unary throughput",
@@ -191,4 +198,41 @@ def targets(
         f"<= {BASELINE_RSS_MIB:.0f}",
         rss is not None and rss <= BASELINE_RSS_MIB,
     )
+    return "\n".join(lines)
+
+
+def cost_table(
+    cells: list[Cell],
+    floor_cpu_us: dict[int, float],
+    path: list[PathResult],
+    round_trip: tuple[float, float] | None,
+    light: str,
+    concurrency: int = 16,
+) -> str:
+    """Where one unbatched request's server CPU goes: grpc alone, our path alone, the sum, and
+    what the real server spent over gRPC and HTTP, all from this run."""
+    grpc_alone = floor_cpu_us.get(concurrency)
+    ours = next((r for r in path if (r.batching, r.concurrency) == ("off", concurrency)), None)
+    served = _cell(cells, light, "off", concurrency)
+    over_http = _cell(cells, light, "off", concurrency, "http")
+    both = grpc_alone + ours.cpu_us if grpc_alone is not None and ours is not None else None
+
+    def us(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:,.0f}"
+
+    rows = [
+        ("grpc alone: the floor server's CPU per request", grpc_alone),
+        ("our path without grpc (bench/request_path.py), all threads", ours and ours.cpu_us),
+        ("... of it the event loop's thread", ours and ours.loop_cpu_us),
+        ("... of it the instance-thread round trip", round_trip and round_trip[1]),
+        ("the two added: what the server would cost if they did not interfere", both),
+        ("the real server over gRPC", served and served.cpu_us),
+        ("the real server over HTTP (binary tensors)", over_http and over_http.cpu_us),
+        ("goal", BASELINE_CPU_US * 0.6),
+    ]
+    lines = [
+        f"| {light}, concurrency {concurrency}, batching off | CPU per request (us) |",
+        "|---|---:|",
+    ]
+    lines += [f"| {name} | {us(value)} |" for name, value in rows]
     return "\n".join(lines)

@@ -33,10 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make `bench` and `server` importable
     sys.path.insert(0, str(ROOT))
 
-from bench import ceiling, perf_analyzer  # noqa: E402
+from bench import ceiling, perf_analyzer, request_path  # noqa: E402
 from bench import startup as startup_bench  # noqa: E402
 from bench.perf_analyzer import LoadResult  # noqa: E402
-from bench.report import Cell, ceiling_table, cell_table, floor_table, targets  # noqa: E402
+from bench.report import (  # noqa: E402
+    Cell,
+    ceiling_table,
+    cell_table,
+    cost_table,
+    floor_table,
+    targets,
+)
+from bench.request_path import PathResult  # noqa: E402
 from bench.server_process import BenchServer  # noqa: E402
 from server.model_config import MODEL_FILE, dump_yaml, load_model_config  # noqa: E402
 
@@ -75,9 +83,9 @@ def measure_cell(
     batching: str,
     concurrency: int,
     args: argparse.Namespace,
-    stream: bool = False,
+    rpc: str = "unary",
 ) -> Cell:
-    name = f"{model}-{batching}-{'stream-' if stream else ''}c{concurrency}"
+    name = f"{model}-{batching}-{'' if rpc == 'unary' else rpc + '-'}c{concurrency}"
     profiler = None
     if args.profile:
         profiler = subprocess.Popen(
@@ -91,12 +99,20 @@ def measure_cell(
         generator = "perf_analyzer"
         csv_path, log_path = args.out / f"{name}.csv", args.out / f"{name}.perf_analyzer.log"
         window_ms = int(args.seconds * 1000)
+        http = rpc == "http"
         result = perf_analyzer.run(
-            server.address, model, concurrency, window_ms, csv_path, log_path, streaming=stream
+            server.http_address if http else server.address,
+            model,
+            concurrency,
+            window_ms,
+            csv_path,
+            log_path,
+            protocol="http" if http else "grpc",
+            streaming=rpc == "stream",
         )
-    elif stream:
+    elif rpc != "unary":
         generator = "-"
-        result = LoadResult(0.0, 0.0, 0.0, 0, "streaming cells need perf_analyzer")
+        result = LoadResult(0.0, 0.0, 0.0, 0, f"{rpc} cells need perf_analyzer")
     else:
         generator = f"grpc.aio ({args.channels} channels)"
         result = _aio_load(server.address, model, concurrency, args)
@@ -113,7 +129,7 @@ def measure_cell(
         result.errors = delta.failed  # the server's own count covers every generator
         avg_batch = delta.inferences / delta.executions if delta.executions else None
     return Cell(
-        model, batching, concurrency, generator, result, server_cpu, client_cpu, avg_batch, stream
+        model, batching, concurrency, generator, result, server_cpu, client_cpu, avg_batch, rpc
     )
 
 
@@ -166,7 +182,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[16],
         help="ModelStreamInfer cells of the first model (perf_analyzer only); none: skip",
     )
+    parser.add_argument(
+        "--http-concurrency",
+        nargs="*",
+        type=int,
+        default=[16],
+        help="HTTP/REST cells of the first model (perf_analyzer only); none: skip",
+    )
     parser.add_argument("--no-floor", action="store_true", help="skip the grpc_floor rows")
+    parser.add_argument(
+        "--no-path", action="store_true", help="skip bench/request_path.py (no transport)"
+    )
     parser.add_argument(
         "--startup-runs", type=int, default=10, help="bench/startup.py runs; 0 skips it"
     )
@@ -215,19 +241,39 @@ def main(argv: list[str] | None = None) -> int:
                     cell = measure_cell(server, model, batching, concurrency, args)
                     cells.append(cell)
                     print(f"{model} batching {batching} c={concurrency}: {cell.result}", flush=True)
-            for concurrency in args.stream_concurrency if model == args.models[0] else []:
-                for batching, server in servers.items():
-                    cell = measure_cell(server, model, batching, concurrency, args, stream=True)
-                    cells.append(cell)
-                    print(f"{model} batching {batching} stream c={concurrency}: {cell.result}")
+            first = model == args.models[0]
+            for rpc, concurrencies in (
+                ("stream", args.stream_concurrency if first else []),
+                ("http", args.http_concurrency if first else []),
+            ):
+                for concurrency in concurrencies:
+                    for batching, server in servers.items():
+                        cell = measure_cell(server, model, batching, concurrency, args, rpc)
+                        cells.append(cell)
+                        print(f"{model} batching {batching} {rpc} c={concurrency}: {cell.result}")
+    rpcs = ["unary", "stream", "http"]
     cells.sort(
-        key=lambda c: (args.models.index(c.model), c.batching != "off", c.stream, c.concurrency)
+        key=lambda c: (
+            args.models.index(c.model),
+            c.batching != "off",
+            rpcs.index(c.rpc),
+            c.concurrency,
+        )
     )
-    floor = {}
+    floor: dict[int, LoadResult] = {}
+    floor_cpu: dict[int, float] = {}
     if not args.no_floor and args.generator == "perf_analyzer":
         from bench.grpc_floor import measure_floor  # it imports this module: not at the top
 
-        floor = measure_floor(args.models[0], args.concurrency, args.seconds, out / "floor")
+        floor, floor_cpu = measure_floor(
+            args.models[0], args.concurrency, args.seconds, out / "floor"
+        )
+    path: list[PathResult] = []
+    round_trip = None
+    if not args.no_path:
+        repositories = {b: build_repository(args.models[0], b, out / "repos") for b in ("off",)}
+        path = request_path.measure(repositories, args.models[0], [1, 16], args.seconds)
+        round_trip = request_path.thread_round_trip()
     rows = []
     for model in [] if args.no_ceiling else args.models:
         rows += ceiling.measure(EXAMPLES / model, args.ceiling_batches, args.ceiling_seconds)
@@ -251,7 +297,12 @@ def main(argv: list[str] | None = None) -> int:
             ceiling_table(rows),
             f"The floor: canned replies from a bare grpc.aio server, {args.models[0]} model, "
             f"same load (bench/grpc_floor.py):",
-            floor_table(floor),
+            floor_table(floor, floor_cpu),
+            f"Our request path without the transport ({args.models[0]}, in-process, "
+            f"bench/request_path.py):",
+            request_path.table(path, round_trip) if round_trip else "(skipped)",
+            "Where one unbatched request's server CPU goes, all from this run:",
+            cost_table(cells, floor_cpu, path, round_trip, args.models[0]),
             "Targets (issue 13), each from this run:",
             targets(cells, rows, floor, startup, light=args.models[0], heavy="image"),
             f"Load average at end: {os.getloadavg()[0]:.2f}",
@@ -264,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                 "cells": [dataclasses.asdict(c) for c in cells],
                 "ceiling": [dataclasses.asdict(r) for r in rows],
                 "floor": {c: dataclasses.asdict(r) for c, r in floor.items()},
+                "floor_cpu_us": floor_cpu,
+                "request_path": [dataclasses.asdict(r) for r in path],
+                "thread_round_trip_us": round_trip,
                 "startup": startup,
             },
             indent=2,

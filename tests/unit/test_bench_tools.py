@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.ceiling import CeilingResult
 from bench.perf_analyzer import LoadResult
-from bench.report import Cell, cell_table, targets
+from bench.report import Cell, cell_table, cost_table, targets
 from bench.run import build_repository
 from server.model_config import load_model_config
 
@@ -23,10 +23,10 @@ def test_batching_off_drops_dynamic_batching_and_on_sets_delay_zero(tmp_path: Pa
 
 
 def _cell(
-    model: str, batching: str, concurrency: int, throughput: float, p50: float, stream: bool = False
+    model: str, batching: str, concurrency: int, throughput: float, p50: float, rpc: str = "unary"
 ) -> Cell:
     result = LoadResult(throughput, p50, p50 * 2, 0)
-    return Cell(model, batching, concurrency, "perf_analyzer", result, 1.0, 0.2, 1.0, stream)
+    return Cell(model, batching, concurrency, "perf_analyzer", result, 1.0, 0.2, 1.0, rpc)
 
 
 def _column(rows: list[str], index: int) -> list[str]:
@@ -39,7 +39,7 @@ def test_targets_are_the_lines_of_the_issue_each_from_this_run() -> None:
         _cell("tabular", "on", 1, 1480.0, 0.55),
         _cell("tabular", "off", 16, 3000.0, 5.0),
         _cell("tabular", "on", 16, 4000.0, 4.0),
-        _cell("tabular", "on", 16, 5200.0, 3.0, stream=True),
+        _cell("tabular", "on", 16, 5200.0, 3.0, rpc="stream"),
         _cell("tabular", "off", 64, 2600.0, 25.0),
         _cell("image", "off", 1, 300.0, 3.0),
         _cell("image", "on", 1, 300.0, 3.3),
@@ -74,3 +74,25 @@ def test_a_missing_or_failed_cell_reads_not_met() -> None:
     assert all(r.split("|")[2].strip() == "n/a" and r.endswith("| no |") for r in rows)
     assert "Failed to obtain stable measurement" in cell_table([failed])
     assert "| n/a |" in cell_table([failed])  # no CPU per request without throughput
+
+
+def test_cost_table_adds_grpc_alone_to_our_path_and_sets_them_beside_the_server() -> None:
+    from bench.request_path import PathResult
+
+    served = _cell("tabular", "off", 16, 2000.0, 8.0)  # 1 core / 2000/s = 500 us
+    over_http = _cell("tabular", "off", 16, 5000.0, 3.0, rpc="http")  # 200 us
+    path = [PathResult("off", 1, 6000.0, 150.0, 90.0), PathResult("off", 16, 6000.0, 140.0, 85.0)]
+    table = cost_table([served, over_http], {16: 210.0}, path, (60.0, 50.0), "tabular")
+    values = dict(
+        (row.split("|")[1].strip(), row.split("|")[2].strip()) for row in table.splitlines()[2:]
+    )
+    assert values["grpc alone: the floor server's CPU per request"] == "210"
+    assert values["our path without grpc (bench/request_path.py), all threads"] == "140"
+    assert values["... of it the event loop's thread"] == "85"
+    assert values["... of it the instance-thread round trip"] == "50"
+    assert values["the two added: what the server would cost if they did not interfere"] == "350"
+    assert values["the real server over gRPC"] == "500"
+    assert values["the real server over HTTP (binary tensors)"] == "200"
+    assert values["goal"] == "360"
+    missing = cost_table([], {}, [], None, "tabular")
+    assert missing.count("| n/a |") == 7
