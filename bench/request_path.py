@@ -126,13 +126,13 @@ def thread_round_trip(count: int = 20_000) -> tuple[float, float]:
 
     async def run() -> tuple[float, float]:
         loop = asyncio.get_running_loop()
-        worker = InstanceThread("round-trip")
+        worker = InstanceThread("round-trip", loop)
         try:
             for _ in range(1000):
-                await worker.submit(loop, int)
+                await worker.submit(int)
             wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(count):
-                await worker.submit(loop, int)
+                await worker.submit(int)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         finally:
             worker.stop()

@@ -19,6 +19,7 @@ from server.grpc.config_proto import TRITON_FORMAT
 from server.grpc.config_proto import to_proto as config_to_proto
 from server.grpc.server import build_grpc_server
 from server.grpc.tls import TlsFiles
+from server.heap_trim import HeapTrimmer
 from server.http.server import HttpServer
 from server.model_config import ModelConfig
 from server.observability.http import MetricsServer, on_loop, start_metrics_server
@@ -87,6 +88,7 @@ class InferenceServer:
             self.manager, self.statistics, self.control, settings.strict_readiness
         )
         self._metrics: MetricsServer | None = None
+        self._heap_trimmer = HeapTrimmer()
         # The metrics port opens after gRPC starts; a taken one must fail before anything runs.
         check_can_listen(settings.host, settings.metrics_port)
         self._grpc, self.grpc_port = build_grpc_server(
@@ -126,6 +128,7 @@ class InferenceServer:
         if self.cache.store is not None:
             log.info("response cache: %s", _describe_cache(self.settings))
         await self.control.start()
+        self._heap_trimmer.start()
         self.dataplane.finish_startup(self.manager.model_names())
         ready = sorted({m.name for m in self.manager.served_versions()})
         log.info(
@@ -162,6 +165,7 @@ class InferenceServer:
         self.dataplane.shared_memory.close()  # no request is left to read or write a region
         if self._metrics is not None:
             self._metrics.stop()
+        await self._heap_trimmer.close()
         log.info("shutdown complete")
 
 

@@ -67,7 +67,12 @@ class Scheduler:
         self._all_outputs = tuple(output_names)
         self._batched = batched
         self._observer = observer or NullObserver()
-        self._idle: list[Instance] = list(instances)
+        # Free execution slots, one per instance; an unbatched model gets a second one, so that
+        # its next request already waits in the instance's thread and runs the moment the one
+        # before finishes, not a round trip through the loop later. Batching models keep one:
+        # what queues meanwhile joins their next batch instead.
+        depth = 1 if policy.batching else 2
+        self._idle: list[Instance] = [i for _ in range(depth) for i in instances]
         self._instance_count = len(instances)
         self._instances = tuple(instances)
         # id(instance) -> the thread that runs its batches; made by start(), ended by close().
@@ -97,7 +102,7 @@ class Scheduler:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._threads = {
-            id(instance): InstanceThread(f"run-{self.model}-{n}")
+            id(instance): InstanceThread(f"run-{self.model}-{n}", self._loop)
             for n, instance in enumerate(self._instances)
         }
 
@@ -240,14 +245,11 @@ class Scheduler:
         call_soon_threadsafe (a task and its future cost ~10 us of CPU per execution).
         """
         rows = sum(p.rows for p in batch)
-        start = time.monotonic()
         for p in batch:
-            p.compute_start = start
             p.batch_rows = rows
         self._running += 1
         try:
             self._threads[id(instance)].run_then(
-                self._loop,  # type: ignore[arg-type]
                 self._run_batch,
                 (instance, batch, rows),
                 self._batch_done,
@@ -293,6 +295,8 @@ class Scheduler:
         self, instance: Instance, batch: list[PendingRequest], rows: int
     ) -> tuple[list[dict[str, np.ndarray]], ExecutionTimes]:
         t0 = time.monotonic()
+        for p in batch:  # read on the loop only once the outcome is back
+            p.compute_start = t0
         feeds = merge_inputs(batch, self._input_names)
         names = output_names_for(batch, self._all_outputs)
         t1 = time.monotonic()

@@ -149,3 +149,31 @@ def test_a_faulty_observer_never_leaves_requests_waiting(
     assert sorted(p.request.id for p, _ in observer.done) == ["0", "2", "5"]
     logged = [r for r in caplog.records if "statistics observer failed" in r.getMessage()]
     assert len(logged) == 3
+
+
+def test_an_unbatched_instance_has_its_next_request_waiting_in_its_thread() -> None:
+    gate = Gate()
+    recorder = Recorder()
+    observer = RecordingObserver()
+    instance = FakeInstance(recorder, gate=gate)
+
+    async def main() -> None:
+        sched = make_scheduler([instance], policy(1, batching=False), observer)
+        async with running(sched, gate) as s:
+            pendings = [s.enqueue(request(rid)) for rid in range(3)]
+            # One runs, one waits in the instance's thread, one in the queue.
+            await wait_until(lambda: len(recorder.calls) == 1 and s.executions_in_flight == 2)
+            assert s.queue_depth == 1
+            gate.open()
+            for p in pendings:
+                check_outputs(p.request, await p.future)
+
+    asyncio.run(main())
+    calls = recorder.calls
+    assert [c.requests for c in calls] == [[0], [1], [2]]
+    assert all(a.end <= b.start for a, b in itertools.pairwise(calls))
+    # The time a request waited in the thread counts as queue time, not compute time.
+    done = {p.request.id: p for p, error in observer.done if error is None}
+    for call in calls:
+        pending = done[str(call.ids[0])]
+        assert pending.compute_start <= call.start <= call.end <= pending.compute_end
