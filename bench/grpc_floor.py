@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
+import os
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -34,6 +35,7 @@ from bench.server_process import BenchServer  # noqa: E402
 from server import datatypes  # noqa: E402
 from server.grpc.generated import grpc_service_pb2 as pb  # noqa: E402
 from server.grpc.generated import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
+from server.launcher import cpu_seconds  # noqa: E402
 
 SERVICE = "inference.GRPCInferenceService"
 
@@ -72,6 +74,7 @@ class FloorServer:
         self.statistics = statistics
         self.calls = 0
         self.port = 0
+        self.loop_thread = 0  # native id of the thread that runs the floor's event loop
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -107,6 +110,7 @@ class FloorServer:
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_native_id()
         self._stop = asyncio.Event()
         handlers = {rpc: self._handler(rpc) for rpc in self.replies}
         handlers["ModelStatistics"] = grpc.unary_unary_rpc_method_handler(self._statistics)
@@ -119,23 +123,28 @@ class FloorServer:
         await server.stop(None)
 
 
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+@dataclass
+class FloorCost:
+    """The floor server's CPU per request (us): in all, and on its event loop's thread."""
+
+    cpu_us: float
+    loop_cpu_us: float
 
 
 def measure_floor(
     model: str, concurrencies: list[int], seconds: float, work: Path
-) -> tuple[dict[int, LoadResult], dict[int, float]]:
+) -> tuple[dict[int, LoadResult], dict[int, FloorCost]]:
     """The floor's throughput and latency per concurrency, as bench/run.py's cells measure, and
-    its CPU per request in microseconds. The floor serves from a thread of this process while
-    the main thread only waits for perf_analyzer, so this process's CPU time is the floor's."""
+    its CPU per request. The floor serves from threads of this process while the main thread
+    only waits for perf_analyzer, so this process's CPU time is the floor's."""
     work.mkdir(parents=True, exist_ok=True)
     replies, statistics = record_replies(model, work)
-    results, cpu_us = {}, {}
+    results, costs = {}, {}
+    pid = os.getpid()
     with FloorServer(replies, statistics) as floor:
         for concurrency in concurrencies:
-            cpu, start = _own_cpu(), time.monotonic()
+            cpu, loop_cpu = cpu_seconds(pid), cpu_seconds(pid, floor.loop_thread)
+            start = time.monotonic()
             result = perf_analyzer.run(
                 f"127.0.0.1:{floor.port}",
                 model,
@@ -144,11 +153,13 @@ def measure_floor(
                 work / f"floor-c{concurrency}.csv",
                 work / f"floor-c{concurrency}.log",
             )
-            cpu, elapsed = _own_cpu() - cpu, time.monotonic() - start
+            elapsed = time.monotonic() - start
+            cpu, loop_cpu = cpu_seconds(pid) - cpu, cpu_seconds(pid, floor.loop_thread) - loop_cpu
             results[concurrency] = result
             if result.throughput and not result.failure:
-                cpu_us[concurrency] = cpu / elapsed / result.throughput * 1e6
-    return results, cpu_us
+                requests = result.throughput * elapsed
+                costs[concurrency] = FloorCost(cpu / requests * 1e6, loop_cpu / requests * 1e6)
+    return results, costs
 
 
 def main() -> int:
@@ -160,8 +171,8 @@ def main() -> int:
     if not perf_analyzer.available():
         parser.error("needs perf_analyzer: run bench/setup.sh")
     with tempfile.TemporaryDirectory() as tmp:
-        results, cpu_us = measure_floor(args.model, args.concurrency, args.seconds, Path(tmp))
-    print(floor_table(results, cpu_us))
+        results, costs = measure_floor(args.model, args.concurrency, args.seconds, Path(tmp))
+    print(floor_table(results, costs))
     return 0
 
 

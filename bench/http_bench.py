@@ -30,9 +30,9 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
     sys.path.insert(0, str(ROOT))
 
 from bench import perf_analyzer  # noqa: E402
+from server.launcher import cpu_seconds as process_cpu_seconds  # noqa: E402
 
 VENV_PERF = ROOT / "bench" / ".venv-perf" / "bin"
-_TICKS = os.sysconf("SC_CLK_TCK")
 JSON_TENSORS = ("--input-tensor-format=json", "--output-tensor-format=json")
 TARGETS = [  # (what, numerator, denominator, model, at least)
     ("HTTP binary vs gRPC, tabular, c=16", "HTTP binary", "gRPC", "tabular", 2.0),
@@ -54,14 +54,13 @@ class Row:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+    total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            total += process_cpu_seconds(pid)
+        except OSError:  # a worker that already exited
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICKS
+    return total
 
 
 def with_children(pid: int) -> list[int]:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from bench.ceiling import CeilingResult
 from bench.perf_analyzer import LoadResult
 
-if TYPE_CHECKING:  # request_path imports the whole server
+if TYPE_CHECKING:  # these import the whole server
+    from bench.grpc_floor import FloorCost
     from bench.request_path import PathResult
 
 # Before the request-cost work (issue 13), measured with this bench: server CPU per request,
@@ -28,6 +29,7 @@ class Cell:
     client_cpu: float  # cores the load generator used
     avg_batch: float | None  # rows per model execution, from the server's statistics
     rpc: str = "unary"  # gRPC "unary" ModelInfer, "stream" ModelStreamInfer, or "http"
+    loop_cpu: float | None = None  # cores the server's event loop thread used
 
     @property
     def cpu_us(self) -> float | None:
@@ -35,24 +37,30 @@ class Cell:
         throughput = self.result.throughput
         return self.server_cpu * 1e6 / throughput if throughput else None
 
+    @property
+    def loop_cpu_us(self) -> float | None:
+        """The event loop thread's share of cpu_us."""
+        throughput = self.result.throughput
+        return self.loop_cpu * 1e6 / throughput if throughput and self.loop_cpu else None
+
 
 def cell_table(cells: list[Cell]) -> str:
     lines = [
         "| model | batching | rpc | concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) "
         "| errors | rows per execution | server CPU (cores) | server CPU per request (us) "
-        "| client CPU (cores) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| of it the loop thread (us) | client CPU (cores) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
         r = c.result
         errors = f"{r.errors} ({r.failure})" if r.failure else str(r.errors)
         batch = "n/a" if c.avg_batch is None else f"{c.avg_batch:.1f}"
-        cpu_us = "n/a" if c.cpu_us is None else f"{c.cpu_us:,.0f}"
         lines.append(
             f"| {c.model} | {c.batching} | {c.rpc} "
             f"| {c.concurrency} | {r.throughput:,.0f} "
             f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {errors} | {batch} "
-            f"| {c.server_cpu:.2f} | {cpu_us} | {c.client_cpu:.2f} |"
+            f"| {c.server_cpu:.2f} | {_us(c.cpu_us)} | {_us(c.loop_cpu_us)} "
+            f"| {c.client_cpu:.2f} |"
         )
     return "\n".join(lines)
 
@@ -70,18 +78,22 @@ def ceiling_table(rows: list[CeilingResult]) -> str:
     return "\n".join(lines)
 
 
-def floor_table(floor: dict[int, LoadResult], cpu_us: dict[int, float]) -> str:
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def floor_table(floor: dict[int, LoadResult], costs: dict[int, FloorCost]) -> str:
     lines = [
         "| concurrency | throughput (infer/s) | p50 (ms) | p99 (ms) "
-        "| server CPU per request (us) |",
-        "|---:|---:|---:|---:|---:|",
+        "| server CPU per request (us) | of it the loop thread (us) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for concurrency, r in sorted(floor.items()):
         failed = f" {r.failure}" if r.failure else ""
-        cpu = cpu_us.get(concurrency)
+        cost = costs.get(concurrency)
         lines.append(
             f"| {concurrency} | {r.throughput:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {'n/a' if cpu is None else f'{cpu:,.0f}'} |{failed}"
+            f"| {_us(cost and cost.cpu_us)} | {_us(cost and cost.loop_cpu_us)} |{failed}"
         )
     return "\n".join(lines)
 
@@ -203,36 +215,40 @@ def targets(
 
 def cost_table(
     cells: list[Cell],
-    floor_cpu_us: dict[int, float],
+    floor_costs: dict[int, FloorCost],
     path: list[PathResult],
     round_trip: tuple[float, float] | None,
     light: str,
     concurrency: int = 16,
 ) -> str:
     """Where one unbatched request's server CPU goes: grpc alone, our path alone, the sum, and
-    what the real server spent over gRPC and HTTP, all from this run."""
-    grpc_alone = floor_cpu_us.get(concurrency)
+    what the real server spent over gRPC and HTTP, in all and on the event loop's thread."""
+    grpc_alone = floor_costs.get(concurrency)
     ours = next((r for r in path if (r.batching, r.concurrency) == ("off", concurrency)), None)
     served = _cell(cells, light, "off", concurrency)
     over_http = _cell(cells, light, "off", concurrency, "http")
-    both = grpc_alone + ours.cpu_us if grpc_alone is not None and ours is not None else None
 
-    def us(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:,.0f}"
+    def added(a: float | None, b: float | None) -> float | None:
+        return a + b if a is not None and b is not None else None
 
     rows = [
-        ("grpc alone: the floor server's CPU per request", grpc_alone),
-        ("our path without grpc (bench/request_path.py), all threads", ours and ours.cpu_us),
-        ("... of it the event loop's thread", ours and ours.loop_cpu_us),
-        ("... of it the instance-thread round trip", round_trip and round_trip[1]),
-        ("the two added: what the server would cost if they did not interfere", both),
-        ("the real server over gRPC", served and served.cpu_us),
-        ("the real server over HTTP (binary tensors)", over_http and over_http.cpu_us),
-        ("goal", BASELINE_CPU_US * 0.6),
-    ]
+        ("grpc alone: the floor server", grpc_alone and grpc_alone.cpu_us,
+         grpc_alone and grpc_alone.loop_cpu_us),
+        ("our path without grpc (bench/request_path.py)", ours and ours.cpu_us,
+         ours and ours.loop_cpu_us),
+        ("... of it the instance-thread round trip", round_trip and round_trip[1], None),
+        ("the two added: the server if they did not interfere",
+         added(grpc_alone and grpc_alone.cpu_us, ours and ours.cpu_us),
+         added(grpc_alone and grpc_alone.loop_cpu_us, ours and ours.loop_cpu_us)),
+        ("the real server over gRPC", served and served.cpu_us, served and served.loop_cpu_us),
+        ("the real server over HTTP (binary tensors)", over_http and over_http.cpu_us,
+         over_http and over_http.loop_cpu_us),
+        ("goal", BASELINE_CPU_US * 0.6, None),
+    ]  # fmt: skip
     lines = [
-        f"| {light}, concurrency {concurrency}, batching off | CPU per request (us) |",
-        "|---|---:|",
+        f"| {light}, concurrency {concurrency}, batching off | CPU per request (us) "
+        "| of it the loop thread (us) |",
+        "|---|---:|---:|",
     ]
-    lines += [f"| {name} | {us(value)} |" for name, value in rows]
+    lines += [f"| {name} | {_us(cpu)} | {_us(loop)} |" for name, cpu, loop in rows]
     return "\n".join(lines)

@@ -32,10 +32,9 @@ from server import datatypes  # noqa: E402
 from server.app import InferenceServer, Settings  # noqa: E402
 from server.grpc.generated import grpc_service_pb2 as pb  # noqa: E402
 from server.grpc.servicer import InferenceServicer  # noqa: E402
+from server.launcher import cpu_seconds  # noqa: E402
 from server.model_config import load_model_config  # noqa: E402
 from server.scheduling.worker import InstanceThread  # noqa: E402
-
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -43,21 +42,8 @@ class PathResult:
     batching: str
     concurrency: int
     requests_per_second: float
-    cpu_us: float  # all threads of this process, per request
+    cpu_us: float  # the whole process (the server's threads and the driving coroutines)
     loop_cpu_us: float  # the event loop's thread alone, per request
-
-
-def _thread_cpu() -> dict[str, float]:
-    """CPU seconds per thread of this process (Linux /proc)."""
-    times = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        times[tid] = (int(fields[11]) + int(fields[12])) / _TICKS
-    return times
 
 
 class _NoDeadline:
@@ -96,15 +82,14 @@ async def _measure(
 
         warm = time.monotonic() + min(0.5, seconds)
         await asyncio.gather(*(client(warm) for _ in range(concurrency)))
-        done, loop_thread = 0, str(threading.get_native_id())
-        before, start = _thread_cpu(), time.monotonic()
-        stop = start + seconds
-        await asyncio.gather(*(client(stop) for _ in range(concurrency)))
-        elapsed, after = time.monotonic() - start, _thread_cpu()
+        done, pid, loop_thread = 0, os.getpid(), threading.get_native_id()
+        cpu, loop_cpu = cpu_seconds(pid), cpu_seconds(pid, loop_thread)
+        start = time.monotonic()
+        await asyncio.gather(*(client(start + seconds) for _ in range(concurrency)))
+        elapsed = time.monotonic() - start
+        cpu, loop_cpu = cpu_seconds(pid) - cpu, cpu_seconds(pid, loop_thread) - loop_cpu
     finally:
         await server.shutdown()
-    cpu = sum(seconds - before.get(tid, 0.0) for tid, seconds in after.items())
-    loop_cpu = after[loop_thread] - before[loop_thread]
     return PathResult(
         batching, concurrency, done / elapsed, cpu / done * 1e6, loop_cpu / done * 1e6
     )

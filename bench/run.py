@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make `bench` and `server` importable
@@ -45,6 +46,9 @@ from bench.report import (  # noqa: E402
     targets,
 )
 from bench.request_path import PathResult  # noqa: E402
+
+if TYPE_CHECKING:
+    from bench.grpc_floor import FloorCost  # it imports this module
 from bench.server_process import BenchServer  # noqa: E402
 from server.model_config import MODEL_FILE, dump_yaml, load_model_config  # noqa: E402
 
@@ -95,6 +99,7 @@ def measure_cell(
         )  # fmt: skip
     counted = server.counters(model)
     server_before, client_before, start = server.cpu_seconds(), _children_cpu(), time.monotonic()
+    loop_before = server.loop_cpu_seconds()
     if args.generator == "perf_analyzer":
         generator = "perf_analyzer"
         csv_path, log_path = args.out / f"{name}.csv", args.out / f"{name}.perf_analyzer.log"
@@ -118,6 +123,7 @@ def measure_cell(
         result = _aio_load(server.address, model, concurrency, args)
     elapsed = time.monotonic() - start
     server_cpu = (server.cpu_seconds() - server_before) / elapsed
+    loop_cpu = (server.loop_cpu_seconds() - loop_before) / elapsed
     client_cpu = (_children_cpu() - client_before) / elapsed
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
@@ -129,7 +135,16 @@ def measure_cell(
         result.errors = delta.failed  # the server's own count covers every generator
         avg_batch = delta.inferences / delta.executions if delta.executions else None
     return Cell(
-        model, batching, concurrency, generator, result, server_cpu, client_cpu, avg_batch, rpc
+        model,
+        batching,
+        concurrency,
+        generator,
+        result,
+        server_cpu,
+        client_cpu,
+        avg_batch,
+        rpc,
+        loop_cpu,
     )
 
 
@@ -261,11 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     floor: dict[int, LoadResult] = {}
-    floor_cpu: dict[int, float] = {}
+    floor_costs: dict[int, FloorCost] = {}
     if not args.no_floor and args.generator == "perf_analyzer":
         from bench.grpc_floor import measure_floor  # it imports this module: not at the top
 
-        floor, floor_cpu = measure_floor(
+        floor, floor_costs = measure_floor(
             args.models[0], args.concurrency, args.seconds, out / "floor"
         )
     path: list[PathResult] = []
@@ -297,12 +312,12 @@ def main(argv: list[str] | None = None) -> int:
             ceiling_table(rows),
             f"The floor: canned replies from a bare grpc.aio server, {args.models[0]} model, "
             f"same load (bench/grpc_floor.py):",
-            floor_table(floor, floor_cpu),
+            floor_table(floor, floor_costs),
             f"Our request path without the transport ({args.models[0]}, in-process, "
             f"bench/request_path.py):",
             request_path.table(path, round_trip) if round_trip else "(skipped)",
             "Where one unbatched request's server CPU goes, all from this run:",
-            cost_table(cells, floor_cpu, path, round_trip, args.models[0]),
+            cost_table(cells, floor_costs, path, round_trip, args.models[0]),
             "Targets (issue 13), each from this run:",
             targets(cells, rows, floor, startup, light=args.models[0], heavy="image"),
             f"Load average at end: {os.getloadavg()[0]:.2f}",
@@ -315,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cells": [dataclasses.asdict(c) for c in cells],
                 "ceiling": [dataclasses.asdict(r) for r in rows],
                 "floor": {c: dataclasses.asdict(r) for c, r in floor.items()},
-                "floor_cpu_us": floor_cpu,
+                "floor_cost": {c: dataclasses.asdict(r) for c, r in floor_costs.items()},
                 "request_path": [dataclasses.asdict(r) for r in path],
                 "thread_round_trip_us": round_trip,
                 "startup": startup,

@@ -158,8 +158,11 @@ class ServerLauncher:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
+        return cpu_seconds(self.pid)
+
+    def loop_cpu_seconds(self) -> float:
+        """CPU time of the server's main thread, which runs the event loop."""
+        return cpu_seconds(self.pid, self.pid)
 
     def rss_bytes(self) -> int:
         """Resident memory of the server process now."""
@@ -169,3 +172,10 @@ class ServerLauncher:
         assert self.process is not None
         if self.process.poll() is not None:
             raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.logs()}")
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time so far of a process (Linux /proc), or of one of its threads."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS

@@ -77,22 +77,25 @@ def test_a_missing_or_failed_cell_reads_not_met() -> None:
 
 
 def test_cost_table_adds_grpc_alone_to_our_path_and_sets_them_beside_the_server() -> None:
+    from bench.grpc_floor import FloorCost
     from bench.request_path import PathResult
 
     served = _cell("tabular", "off", 16, 2000.0, 8.0)  # 1 core / 2000/s = 500 us
+    served.loop_cpu = 0.6  # 300 us
     over_http = _cell("tabular", "off", 16, 5000.0, 3.0, rpc="http")  # 200 us
     path = [PathResult("off", 1, 6000.0, 150.0, 90.0), PathResult("off", 16, 6000.0, 140.0, 85.0)]
-    table = cost_table([served, over_http], {16: 210.0}, path, (60.0, 50.0), "tabular")
-    values = dict(
-        (row.split("|")[1].strip(), row.split("|")[2].strip()) for row in table.splitlines()[2:]
-    )
-    assert values["grpc alone: the floor server's CPU per request"] == "210"
-    assert values["our path without grpc (bench/request_path.py), all threads"] == "140"
-    assert values["... of it the event loop's thread"] == "85"
-    assert values["... of it the instance-thread round trip"] == "50"
-    assert values["the two added: what the server would cost if they did not interfere"] == "350"
-    assert values["the real server over gRPC"] == "500"
-    assert values["the real server over HTTP (binary tensors)"] == "200"
-    assert values["goal"] == "360"
+    floor = {16: FloorCost(210.0, 140.0)}
+    table = cost_table([served, over_http], floor, path, (60.0, 50.0), "tabular")
+    values = {
+        row.split("|")[1].strip(): (row.split("|")[2].strip(), row.split("|")[3].strip())
+        for row in table.splitlines()[2:]
+    }
+    assert values["grpc alone: the floor server"] == ("210", "140")
+    assert values["our path without grpc (bench/request_path.py)"] == ("140", "85")
+    assert values["... of it the instance-thread round trip"] == ("50", "n/a")
+    assert values["the two added: the server if they did not interfere"] == ("350", "225")
+    assert values["the real server over gRPC"] == ("500", "300")
+    assert values["the real server over HTTP (binary tensors)"] == ("200", "n/a")
+    assert values["goal"] == ("360", "n/a")
     missing = cost_table([], {}, [], None, "tabular")
-    assert missing.count("| n/a |") == 7
+    assert missing.count("| n/a | n/a |") == 6
