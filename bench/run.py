@@ -3,10 +3,12 @@
 For each example model and each batching setting it builds a one-model repository, starts
 `python -m server serve` on it, and drives it for a fixed time per concurrency with Triton's
 perf_analyzer (bench/setup.sh installs it), or with bench/aio_load.py where perf_analyzer cannot
-run. Then it runs the same models in-process with onnxruntime (the ceiling), a grpc.aio server
-that returns canned replies under the same load (the floor, bench/grpc_floor.py), and the
-start-to-ready measurement (bench/startup.py), and prints the targets of issue 13 from this one
-run. Everything lands in bench/results/<time>/ (repositories, logs, report.md, results.json).
+run. Right after a model's cells it runs that model in-process with onnxruntime (the ceiling);
+after the first model's, a grpc.aio server that returns canned replies under the same load (the
+floor, bench/grpc_floor.py) and our request path without the transport (bench/request_path.py).
+Last come the start-to-ready measurement (bench/startup.py) and the targets of issue 13, all
+from this one run. Everything lands in bench/results/<time>/ (repositories, logs, report.md,
+results.json).
 
     make bench                       # setup + the full run
     .venv/bin/python bench/run.py --models tabular --concurrency 16 --seconds 2 --profile
@@ -36,6 +38,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `server` impo
 
 from bench import ceiling, perf_analyzer, request_path  # noqa: E402
 from bench import startup as startup_bench  # noqa: E402
+from bench.ceiling import CeilingResult  # noqa: E402
 from bench.perf_analyzer import LoadResult  # noqa: E402
 from bench.report import (  # noqa: E402
     Cell,
@@ -230,6 +233,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def measure_model(model: str, args: argparse.Namespace, out: Path) -> list[Cell]:
+    """Every cell of one model: unary at each concurrency, then the stream and HTTP cells."""
+    cells = []
+    # Both servers of a model run side by side (an idle one costs nothing) and the cells
+    # alternate between them, so an on/off pair is measured minutes apart at most.
+    with contextlib.ExitStack() as stack:
+        servers = {
+            batching: stack.enter_context(
+                BenchServer(
+                    build_repository(model, batching, out / "repos"),
+                    out / f"server-{model}-{batching}.log",
+                    *args.server_arg,
+                )
+            )
+            for batching in args.batching
+        }
+        for concurrency in args.concurrency:
+            for batching, server in servers.items():
+                cell = measure_cell(server, model, batching, concurrency, args)
+                cells.append(cell)
+                print(f"{model} batching {batching} c={concurrency}: {cell.result}", flush=True)
+        first = model == args.models[0]
+        for rpc, concurrencies in (
+            ("stream", args.stream_concurrency if first else []),
+            ("http", args.http_concurrency if first else []),
+        ):
+            for concurrency in concurrencies:
+                for batching, server in servers.items():
+                    cell = measure_cell(server, model, batching, concurrency, args, rpc)
+                    cells.append(cell)
+                    print(f"{model} batching {batching} {rpc} c={concurrency}: {cell.result}")
+    return cells
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out = args.out or ROOT / "bench" / "results" / time.strftime("%Y%m%d-%H%M%S")
@@ -237,35 +274,27 @@ def main(argv: list[str] | None = None) -> int:
     header = f"Machine: {machine()}.\n"
     print(header, flush=True)
     cells: list[Cell] = []
+    rows: list[CeilingResult] = []
+    floor: dict[int, LoadResult] = {}
+    floor_costs: dict[int, FloorCost] = {}
+    path: list[PathResult] = []
+    round_trip = None
     for model in args.models:
-        # Both servers of a model run side by side (an idle one costs nothing) and the cells
-        # alternate between them, so an on/off pair is measured minutes apart at most.
-        with contextlib.ExitStack() as stack:
-            servers = {
-                batching: stack.enter_context(
-                    BenchServer(
-                        build_repository(model, batching, out / "repos"),
-                        out / f"server-{model}-{batching}.log",
-                        *args.server_arg,
-                    )
-                )
-                for batching in args.batching
-            }
-            for concurrency in args.concurrency:
-                for batching, server in servers.items():
-                    cell = measure_cell(server, model, batching, concurrency, args)
-                    cells.append(cell)
-                    print(f"{model} batching {batching} c={concurrency}: {cell.result}", flush=True)
-            first = model == args.models[0]
-            for rpc, concurrencies in (
-                ("stream", args.stream_concurrency if first else []),
-                ("http", args.http_concurrency if first else []),
-            ):
-                for concurrency in concurrencies:
-                    for batching, server in servers.items():
-                        cell = measure_cell(server, model, batching, concurrency, args, rpc)
-                        cells.append(cell)
-                        print(f"{model} batching {batching} {rpc} c={concurrency}: {cell.result}")
+        cells += measure_model(model, args, out)
+        # What a model's ratios divide by is measured right after its cells: this machine's
+        # speed drifts more between the start and the end of a run than over a few minutes.
+        if not args.no_ceiling:
+            rows += ceiling.measure(EXAMPLES / model, args.ceiling_batches, args.ceiling_seconds)
+        if model != args.models[0]:
+            continue
+        if not args.no_floor and args.generator == "perf_analyzer":
+            from bench.grpc_floor import measure_floor  # it imports this module: not at the top
+
+            floor, floor_costs = measure_floor(model, args.concurrency, args.seconds, out / "floor")
+        if not args.no_path:
+            repository = build_repository(model, "off", out / "repos")
+            path = request_path.measure({"off": repository}, model, [1, 16], args.seconds)
+            round_trip = request_path.thread_round_trip()
     rpcs = ["unary", "stream", "http"]
     cells.sort(
         key=lambda c: (
@@ -275,23 +304,6 @@ def main(argv: list[str] | None = None) -> int:
             c.concurrency,
         )
     )
-    floor: dict[int, LoadResult] = {}
-    floor_costs: dict[int, FloorCost] = {}
-    if not args.no_floor and args.generator == "perf_analyzer":
-        from bench.grpc_floor import measure_floor  # it imports this module: not at the top
-
-        floor, floor_costs = measure_floor(
-            args.models[0], args.concurrency, args.seconds, out / "floor"
-        )
-    path: list[PathResult] = []
-    round_trip = None
-    if not args.no_path:
-        repositories = {b: build_repository(args.models[0], b, out / "repos") for b in ("off",)}
-        path = request_path.measure(repositories, args.models[0], [1, 16], args.seconds)
-        round_trip = request_path.thread_round_trip()
-    rows = []
-    for model in [] if args.no_ceiling else args.models:
-        rows += ceiling.measure(EXAMPLES / model, args.ceiling_batches, args.ceiling_seconds)
     startup = None
     if args.startup_runs:
         samples = [startup_bench.run_once(EXAMPLES, out, []) for _ in range(args.startup_runs)]
