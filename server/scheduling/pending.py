@@ -16,9 +16,10 @@ from server.inference import InferenceRequest
 
 class RequestState(enum.Enum):
     QUEUED = "queued"
+    HANDED = "handed"  # in an instance's thread, its run not started: may still expire
     RUNNING = "running"
     DONE = "done"
-    CANCELLED = "cancelled"  # by the client, or its deadline passed while queued
+    CANCELLED = "cancelled"  # by the client, or its deadline passed before its run
 
 
 class PendingRequest:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 
@@ -29,8 +29,8 @@ from server.errors import (
 )
 from server.inference import InferenceRequest
 from server.scheduling import fine_timer
+from server.scheduling.execution import BatchOutcome, BatchRunner, Instance
 from server.scheduling.observer import ExecutionTimes, NullObserver, SchedulerObserver
-from server.scheduling.payload import merge_inputs, output_names_for, split_outputs
 from server.scheduling.pending import PendingRequest, RequestState
 from server.scheduling.policy import BatchPolicy
 from server.scheduling.worker import InstanceThread
@@ -38,14 +38,8 @@ from server.scheduling.worker import InstanceThread
 log = logging.getLogger(__name__)
 
 QUEUED = RequestState.QUEUED
-
-
-class Instance(Protocol):
-    """One session that runs a whole batch; `run` blocks and is called from a worker thread."""
-
-    def run(
-        self, output_names: Sequence[str], feeds: dict[str, np.ndarray]
-    ) -> list[np.ndarray]: ...
+HANDED = RequestState.HANDED
+CANCELLED = RequestState.CANCELLED
 
 
 class Scheduler:
@@ -64,8 +58,10 @@ class Scheduler:
         self.model = model
         self.policy = policy
         self._input_names = tuple(input_names)
-        self._all_outputs = tuple(output_names)
-        self._batched = batched
+        # Taken by the instance threads to claim a batch's requests, and by the loop to expire
+        # or cancel a request handed to a thread: whichever comes first decides.
+        self._claim_lock = threading.Lock()
+        self._runner = BatchRunner(model, input_names, output_names, batched, self._claim_lock)
         self._observer = observer or NullObserver()
         # Free execution slots, one per instance; an unbatched model gets a second one, so that
         # its next request already waits in the instance's thread and runs the moment the one
@@ -231,11 +227,9 @@ class Scheduler:
         return batch, None
 
     def _take(self, pending: PendingRequest) -> PendingRequest:
-        pending.state = RequestState.RUNNING
+        # Its deadline timer stays armed: the request may wait in the thread before it runs.
+        pending.state = HANDED
         self._queued -= 1
-        if pending.timer is not None:
-            pending.timer.cancel()
-            pending.timer = None
         return pending
 
     def _launch(self, instance: Instance, batch: list[PendingRequest]) -> None:
@@ -244,16 +238,10 @@ class Scheduler:
         No task per execution: the thread's outcome reaches _batch_done in one
         call_soon_threadsafe (a task and its future cost ~10 us of CPU per execution).
         """
-        rows = sum(p.rows for p in batch)
-        for p in batch:
-            p.batch_rows = rows
         self._running += 1
         try:
             self._threads[id(instance)].run_then(
-                self._run_batch,
-                (instance, batch, rows),
-                self._batch_done,
-                (instance, batch),
+                self._runner.run, (instance, batch), self._batch_done, (instance, batch)
             )
         except BaseException as error:  # never strand the batch or lose the instance
             self._batch_done((instance, batch), None, error)
@@ -261,28 +249,33 @@ class Scheduler:
     def _batch_done(
         self,
         context: tuple[Instance, list[PendingRequest]],
-        value: tuple[list[dict[str, np.ndarray]], ExecutionTimes] | None,
+        outcome: BatchOutcome | None,
         error: BaseException | None,
     ) -> None:
         instance, batch = context
+        ran: list[PendingRequest] = []
         try:
-            if error is None and value is not None:
-                results, times = value
+            if outcome is None:  # the thread failed outside the run itself
+                ran = [p for p in batch if p.state not in (CANCELLED, RequestState.DONE)]
+                outcome = BatchOutcome(ran, None, None, error)
+            ran, results, times, failure = outcome
+            if results is not None:
                 end = time.monotonic()
-                for p, outputs in zip(batch, results, strict=True):
+                for p, outputs in zip(ran, results, strict=True):
                     p.compute_end = end
                     p.finish(outputs, None)
-                self._report(batch, None, times)
-            elif isinstance(error, InferenceServerError):
-                self._finish_all(batch, error)
-            else:  # ONNX Runtime's own failures carry its message
+                self._report(ran, None, times)
+            elif isinstance(failure, InferenceServerError):
+                self._finish_all(ran, failure)
+            elif failure is not None:  # ONNX Runtime's own failures carry its message
                 log.error(
-                    "model '%s': a batch of %d request(s) failed: %s", self.model, len(batch), error
+                    "model '%s': a batch of %d request(s) failed: %s", self.model, len(ran), failure
                 )
-                self._finish_all(batch, InternalError(f"model '{self.model}': {error}"))
+                self._finish_all(ran, InternalError(f"model '{self.model}': {failure}"))
+            # No results and no failure: every request left before the run, and nothing ran.
         except Exception:  # the instance must come back whatever happened
             log.exception("model '%s': finishing a batch failed", self.model)
-            self._finish_all(batch, InternalError(f"model '{self.model}': internal error"))
+            self._finish_all(ran, InternalError(f"model '{self.model}': internal error"))
         finally:
             self._idle.append(instance)
             self._running -= 1
@@ -290,21 +283,6 @@ class Scheduler:
             if not self._running and drained is not None and not drained.done():
                 drained.set_result(None)
             self._wake()
-
-    def _run_batch(
-        self, instance: Instance, batch: list[PendingRequest], rows: int
-    ) -> tuple[list[dict[str, np.ndarray]], ExecutionTimes]:
-        t0 = time.monotonic()
-        for p in batch:  # read on the loop only once the outcome is back
-            p.compute_start = t0
-        feeds = merge_inputs(batch, self._input_names)
-        names = output_names_for(batch, self._all_outputs)
-        t1 = time.monotonic()
-        arrays = instance.run(names, feeds)
-        t2 = time.monotonic()
-        results = split_outputs(batch, names, arrays, rows, self.model, self._batched)
-        t3 = time.monotonic()
-        return results, ExecutionTimes(rows, len(batch), t1 - t0, t2 - t1, t3 - t2)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -328,22 +306,31 @@ class Scheduler:
             log.exception("model '%s': statistics observer failed", self.model)
 
     def _cancel(self, pending: PendingRequest) -> None:
-        if pending.state is QUEUED:
+        state = pending.state
+        if state is QUEUED:
             self._queued -= 1  # the slot is freed here, once; the dead entry is skipped later
             if self._closing:
                 self._wake()  # close() may be waiting for the queue to empty
-        if pending.state is not RequestState.DONE:
-            pending.state = RequestState.CANCELLED
+        if state is not RequestState.DONE:
+            # Handed: its thread skips it. Running: its result is dropped.
+            with self._claim_lock:
+                pending.state = CANCELLED
         if pending.timer is not None:
             pending.timer.cancel()
             pending.timer = None
 
     def _expire(self, pending: PendingRequest) -> None:
         pending.timer = None
-        if pending.state is not QUEUED:
-            return  # already running: a timeout only applies while queued
-        self._queued -= 1
-        pending.state = RequestState.CANCELLED
+        if pending.state is QUEUED:
+            self._queued -= 1
+            pending.state = CANCELLED
+        elif pending.state is HANDED:
+            with self._claim_lock:  # its thread may be claiming it right now
+                if pending.state is not HANDED:
+                    return  # claimed: it runs, and a timeout applies only before that
+                pending.state = CANCELLED
+        else:
+            return  # running: a timeout applies only before the run starts
         error = DeadlineExceededError(
             f"model '{self.model}': request timed out after waiting in the queue"
         )

@@ -244,3 +244,42 @@ def test_close_timeout_fails_what_is_still_queued() -> None:
 
     asyncio.run(main())
     assert recorder.ran_ids() == [0]
+
+
+@pytest.mark.parametrize("leaves_by", ["deadline", "cancel"])
+def test_a_request_waiting_in_the_instance_thread_can_still_leave_and_never_runs(
+    leaves_by: str,
+) -> None:
+    gate = Gate()
+    recorder = Recorder()
+    instance = FakeInstance(recorder, gate=gate)
+    observer = RecordingObserver()
+
+    async def main() -> None:
+        sched = make_scheduler([instance], policy(1, batching=False), observer)
+        async with running(sched, gate) as s:
+            first = asyncio.ensure_future(s.infer(request(0)))
+            await wait_until(instance.started.is_set)
+            deadline = asyncio.get_running_loop().time() + 0.05
+            waiting = asyncio.ensure_future(
+                s.infer(request(1, deadline=deadline if leaves_by == "deadline" else None))
+            )
+            # Handed to the instance's thread, behind the run held at the gate.
+            await wait_until(lambda: s.executions_in_flight == 2 and s.queue_depth == 0)
+            if leaves_by == "deadline":
+                with pytest.raises(DeadlineExceededError, match="timed out"):
+                    await waiting  # answered at its deadline, while the run before still holds
+            else:
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+            assert not first.done()
+            gate.open()
+            check_outputs(request(0), await first)
+            check_outputs(request(2), await s.infer(request(2)))
+
+    asyncio.run(main())
+    assert recorder.ran_ids() == [0, 2]
+    done = [(p.request.id, type(e).__name__) for p, e in observer.done]
+    expected_1 = [("1", "DeadlineExceededError")] if leaves_by == "deadline" else []
+    assert sorted(done) == sorted([("0", "NoneType"), *expected_1, ("2", "NoneType")])
